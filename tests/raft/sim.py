@@ -44,6 +44,8 @@ from rqlite_py.raft.types import (
 )
 
 TICK_MS = 10
+DEFAULT_STEPS = 8000
+_FAULT_KINDS = ("partitions", "crashes", "membership", "transfers", "snapshots", "pauses")
 ELECTION_TICKS = 10
 CoreFactory = Callable[[Config, LogStorage, random.Random], RaftCore]
 
@@ -64,6 +66,7 @@ class FaultMix:
     membership: bool = False
     transfers: bool = False
     snapshots: bool = False
+    pauses: bool = False
 
     @staticmethod
     def for_seed(rng: random.Random) -> FaultMix:
@@ -76,12 +79,13 @@ class FaultMix:
             membership=rng.random() < 0.4,
             transfers=rng.random() < 0.4,
             snapshots=rng.random() < 0.5,
+            pauses=rng.random() < 0.4,
         )
 
     def describe(self) -> str:
         kinds = [
             k
-            for k in ("partitions", "crashes", "membership", "transfers", "snapshots")
+            for k in _FAULT_KINDS
             if getattr(self, k)
         ]
         return (
@@ -125,6 +129,9 @@ class SimNode:
     persisted_commit: Index = Index(0)
     incarnation: int = 0
     restart_at_ms: int | None = None
+    paused_until_ms: int | None = None
+    """A paused process (SIGSTOP, a long GC) neither ticks nor reads its
+    socket; what it had prepared goes out when it wakes up."""
 
     @property
     def alive(self) -> bool:
@@ -158,7 +165,7 @@ class Simulator:
         seed: int,
         voters: int = 3,
         learners: int | None = None,
-        steps: int = 3000,
+        steps: int = DEFAULT_STEPS,
         mix: FaultMix | None = None,
         core_factory: CoreFactory = RaftCore,
     ) -> None:
@@ -188,6 +195,9 @@ class Simulator:
         self.leaders: dict[int, NodeId] = {}
         self.entries_seen: dict[tuple[int, int], tuple[bytes, EntryType, int | None]] = {}
         self.committed: dict[int, int] = {}
+        """index -> term of every entry known committed anywhere."""
+        self.committed_in: dict[int, int] = {}
+        """index -> the term in which it was first known committed."""
         self.applied: dict[int, bytes] = {}
         self.leader_tail: dict[NodeId, tuple[int, int, int]] = {}
         initial = [self._new_id() for _ in range(voters + learners)]
@@ -248,7 +258,8 @@ class Simulator:
         if kind == "tick":
             for node in self._alive():
                 assert node.core is not None
-                node.core.tick()
+                if node.paused_until_ms is None:
+                    node.core.tick()
             self._at(TICK_MS, "tick")
         elif kind == "deliver":
             self._deliver(payload)  # type: ignore[arg-type]
@@ -261,6 +272,11 @@ class Simulator:
         elif kind == "heal":
             self._log("heal partitions")
             self.blocked.clear()
+        elif kind == "resume":
+            node = self.nodes.get(payload)  # type: ignore[arg-type]
+            if node is not None and node.paused_until_ms is not None:
+                node.paused_until_ms = None
+                self._log(f"resume {node.id}")
         elif kind == "restart":
             nid = payload
             if nid in self.nodes and not self.nodes[nid].alive:  # type: ignore[operator]
@@ -335,6 +351,13 @@ class Simulator:
         if node is None or node.core is None or (m.from_, m.to) in self.blocked:
             self._snapshot_failed(m)
             return
+        if node.paused_until_ms is not None:
+            # Held in the socket buffer until the process runs again.
+            self._seq += 1
+            heapq.heappush(
+                self._events, (node.paused_until_ms + 1, self._seq, "deliver", (m, data))
+            )
+            return
         if data is not None:
             assert m.snapshot is not None
             node.incoming_snapshots[m.snapshot.index] = data
@@ -350,7 +373,7 @@ class Simulator:
             for node in self._alive():
                 core = node.core
                 assert core is not None
-                if core.has_ready():
+                if node.paused_until_ms is None and core.has_ready():
                     busy = True
                     self._handle_ready(node, core.ready())
             if not busy:
@@ -450,6 +473,7 @@ class Simulator:
     def _crash(self, node: SimNode, when: str) -> None:
         self.faults += 1
         node.core = None
+        node.paused_until_ms = None
         node.restart_at_ms = self.now_ms
         self._log(f"crash {node.id} {when}")
         self._at(self.rng.randint(20, 800), "restart", node.id)
@@ -481,7 +505,7 @@ class Simulator:
     def _fault(self) -> None:
         kinds = [
             k
-            for k in ("partitions", "crashes", "membership", "transfers", "snapshots")
+            for k in _FAULT_KINDS
             if getattr(self.mix, k)
         ]
         if not kinds:
@@ -512,7 +536,10 @@ class Simulator:
             self.blocked |= {(b, a) for a in side_a for b in side_b}
         self.faults += 1
         self._log(f"partition {shape}: {side_a} | {side_b}")
-        self._at(self.rng.randint(100, 2000), "heal")
+        # Short partitions heal before check-quorum deposes the old leader,
+        # so its stale messages meet the new term; long ones outlast elections.
+        short = self.rng.random() < 0.4
+        self._at(self.rng.randint(10, 150) if short else self.rng.randint(100, 2000), "heal")
 
     def _fault_crashes(self) -> None:
         alive = self._alive()
@@ -559,6 +586,19 @@ class Simulator:
         self.faults += 1
         self._log(f"transfer leadership {leader.id} -> {target}")
         leader.core.transfer_leader(target)
+
+    def _fault_pauses(self) -> None:
+        alive = [n for n in self._alive() if n.paused_until_ms is None]
+        if not alive:
+            return
+        leader = self._leader()
+        node = leader if leader in alive and self.rng.random() < 0.6 else self.rng.choice(alive)
+        assert node is not None
+        duration = self.rng.randint(50, 1500)
+        node.paused_until_ms = self.now_ms + duration
+        self.faults += 1
+        self._log(f"pause {node.id} for {duration}ms")
+        self._at(duration, "resume", node.id)
 
     def _fault_snapshots(self) -> None:
         alive = [n for n in self._alive() if n.sm_index > n.storage.snapshot_meta().index]
@@ -619,6 +659,7 @@ class Simulator:
                     raise Violation(
                         f"{node.id} committed {i}@{t} but {i}@{self.committed[i]} was committed"
                     )
+                self.committed_in.setdefault(i, core.term)
             node.last_commit = log.committed
             if log.applied > log.committed or node.sm_index > log.committed:
                 raise Violation(f"{node.id} applied {node.sm_index} beyond commit {log.committed}")
@@ -629,8 +670,11 @@ class Simulator:
         log = core.log
         tail = self.leader_tail.get(node.id)
         if tail is None or tail[0] != core.term:
-            # Leader Completeness (§5.4): a new leader holds every committed entry.
+            # Leader Completeness (§5.4): a leader holds every entry committed
+            # in an earlier term.
             for i, t in self.committed.items():
+                if self.committed_in[i] >= core.term:
+                    continue
                 if i >= log.first_index() and log.term(Index(i)) != t:
                     raise Violation(
                         f"leader completeness: {node.id} leads term {core.term} "
@@ -662,7 +706,7 @@ class Simulator:
         self._log("=== heal: no more faults ===")
         self.mix = FaultMix(max_delay_ms=5)
         self.blocked.clear()
-        self._events = [e for e in self._events if e[2] in ("tick", "deliver")]
+        self._events = [e for e in self._events if e[2] in ("tick", "deliver", "resume")]
         heapq.heapify(self._events)
         for nid in sorted(self.nodes):
             if not self.nodes[nid].alive:
