@@ -32,7 +32,9 @@ def parse_seeds(text: str) -> range:
 def run_seed(args: tuple[int, int, int, str | None]) -> Result:
     seed, nodes, steps, bug = args
     factory = BROKEN[bug] if bug else None
-    sim = Simulator(seed, voters=nodes, steps=steps, **({"core_factory": factory} if factory else {}))
+    sim = Simulator(
+        seed, voters=nodes, steps=steps, **({"core_factory": factory} if factory else {})
+    )
     return sim.run()
 
 
@@ -84,7 +86,8 @@ def bench(seconds: float, batch: int) -> None:
         committed += batch
     cpu = time.process_time() - start
     print(f"3-node cluster, batches of {batch}: {committed} proposals committed and applied")
-    print(f"on every node in {cpu:.2f} CPU-s: {committed / cpu:,.0f} committed proposals per CPU-second")
+    rate = committed / cpu
+    print(f"on every node in {cpu:.2f} CPU-s: {rate:,.0f} committed proposals per CPU-second")
 
 
 def main() -> int:

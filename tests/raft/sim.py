@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rqlite_py.raft.core import (
-    Config,
     ConfChangeError,
+    Config,
     NotLeaderError,
     ProposalDroppedError,
     RaftCore,
@@ -83,11 +83,7 @@ class FaultMix:
         )
 
     def describe(self) -> str:
-        kinds = [
-            k
-            for k in _FAULT_KINDS
-            if getattr(self, k)
-        ]
+        kinds = [k for k in _FAULT_KINDS if getattr(self, k)]
         return (
             f"drop={self.drop} dup={self.duplicate} delay<={self.max_delay_ms}ms "
             f"{'+'.join(kinds) or 'no-faults'}"
@@ -392,7 +388,7 @@ class Simulator:
         if rd.snapshot is not None:
             data = node.incoming_snapshots.pop(rd.snapshot.index, None)
             if data is None:
-                raise Violation(f"{node.id} must install snapshot {rd.snapshot.index} never received")
+                raise Violation(f"{node.id} installs snapshot {rd.snapshot.index} never received")
             node.sm = decode_sm(data)
             node.sm_index = rd.snapshot.index
             self._check_sm_prefix(node)
@@ -421,17 +417,18 @@ class Simulator:
     def _apply(self, node: SimNode, index: int, term: int, data: bytes, type_: EntryType) -> None:
         assert node.core is not None
         if index > node.core.log.committed:
-            raise Violation(f"{node.id} applies {index} beyond its commit {node.core.log.committed}")
+            raise Violation(f"{node.id} applies {index} beyond commit {node.core.log.committed}")
         if index != node.sm_index + 1:
             raise Violation(f"{node.id} applied {index} after {node.sm_index}")
         key = data if type_ is EntryType.NORMAL else b"conf:" + data
         prev = self.applied.setdefault(index, key)
         if prev != key:
             raise Violation(
-                f"state machine safety: {node.id} applied {key!r} at {index}, another applied {prev!r}"
+                f"state machine safety: {node.id} applied {key!r} at {index}, "
+                f"another node applied {prev!r}"
             )
         if self.committed.get(index, term) != term:
-            raise Violation(f"{node.id} applied {index}@{term}, committed was @{self.committed[index]}")
+            raise Violation(f"{node.id} applied {index}@{term}, not {self.committed[index]}")
         node.sm_index = Index(index)
         if type_ is EntryType.NORMAL and data:
             node.sm.append(data)
@@ -503,11 +500,7 @@ class Simulator:
 
     # --------------------------------------------------------------- faults
     def _fault(self) -> None:
-        kinds = [
-            k
-            for k in _FAULT_KINDS
-            if getattr(self.mix, k)
-        ]
+        kinds = [k for k in _FAULT_KINDS if getattr(self.mix, k)]
         if not kinds:
             return
         kind = self.rng.choice(kinds)
@@ -628,8 +621,10 @@ class Simulator:
             value = (e.data, e.type, prev_term)
             if seen is None:
                 self.entries_seen[key] = value
-            elif seen[0] != e.data or seen[1] != e.type or (
-                prev_term is not None and seen[2] is not None and seen[2] != prev_term
+            elif (
+                seen[0] != e.data
+                or seen[1] != e.type
+                or (prev_term is not None and seen[2] is not None and seen[2] != prev_term)
             ):
                 raise Violation(f"log matching: {node.id} holds a different entry {key}")
         if rd.hard_state is not None and rd.hard_state.commit > core.log.last_index():
@@ -650,7 +645,7 @@ class Simulator:
                 self.leader_tail.pop(node.id, None)
             # Commit never moves back; applied <= commit.
             if log.committed < node.last_commit:
-                raise Violation(f"{node.id} commit moved back {node.last_commit} -> {log.committed}")
+                raise Violation(f"{node.id} commit went back {node.last_commit}->{log.committed}")
             for i in range(node.last_commit + 1, log.committed + 1):
                 t = log.term(Index(i))
                 if t is None:
@@ -680,9 +675,7 @@ class Simulator:
                         f"leader completeness: {node.id} leads term {core.term} "
                         f"without committed entry {i}@{t}"
                     )
-        elif log.last_index() < tail[1] or (
-            log.term(Index(tail[1])) not in (None, tail[2])
-        ):
+        elif log.last_index() < tail[1] or (log.term(Index(tail[1])) not in (None, tail[2])):
             # Leader Append-Only: a leader never overwrites or deletes entries.
             raise Violation(f"leader {node.id} rewrote its log below {tail[1]}")
         last = log.last_index()
@@ -806,5 +799,6 @@ class Simulator:
                 )
             if r.value < floor:
                 raise Violation(
-                    f"non-linearizable read r{r.id}: saw {r.value} writes, an earlier read saw {floor}"
+                    f"non-linearizable read r{r.id}: saw {r.value} writes, "
+                    f"a read that finished before it began saw {floor}"
                 )
