@@ -31,11 +31,9 @@ def parse_seeds(text: str) -> range:
 
 def run_seed(args: tuple[int, int, int, str | None]) -> Result:
     seed, nodes, steps, bug = args
-    factory = BROKEN[bug] if bug else None
-    sim = Simulator(
-        seed, voters=nodes, steps=steps, **({"core_factory": factory} if factory else {})
-    )
-    return sim.run()
+    if bug is None:
+        return Simulator(seed, voters=nodes, steps=steps).run()
+    return Simulator(seed, voters=nodes, steps=steps, core_factory=BROKEN[bug]).run()
 
 
 def bench(seconds: float, batch: int) -> None:
