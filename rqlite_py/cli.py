@@ -1,0 +1,118 @@
+"""The composition root: rqlited-style flags -> NodeConfig -> a running node.
+
+HTTP starts before the store opens, as in rqlited, so /readyz can say what
+is going on. SIGTERM and SIGINT stop the node gracefully: the HTTP server
+finishes in-flight requests, then the Raft loop and the files are closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from cheroot import wsgi
+
+from . import __version__, config
+from .http.app import create_app
+from .raft.types import NodeId
+from .store import Store, StoreConfig
+
+log = logging.getLogger("rqlite_py")
+
+HTTP_THREADS_MIN = 16
+HTTP_THREADS_MAX = 256
+SHUTDOWN_GRACE_S = 10.0
+
+
+def split_host_port(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def setup_logging(node_id: str, raft_level: str) -> None:
+    """Everything to stderr, tagged with the node id; -raft-log-level sets
+    the Raft loop's own level (rqlited's default is WARN)."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s [{node_id}] %(name)s: %(message)s",
+    )
+    level = {"TRACE": "DEBUG", "WARN": "WARNING", "OFF": "CRITICAL"}.get(raft_level, raft_level)
+    logging.getLogger("rqlite_py.driver").setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cfg, warnings = config.parse_args(args)
+    except config.HelpRequested as h:
+        print(h.usage)
+        return 0
+    except config.FlagError as e:
+        print(f"rqlite-py: {e}", file=sys.stderr)
+        return 2
+    if cfg.show_version:
+        print(f"rqlite-py v{__version__}")
+        return 0
+    setup_logging(cfg.node_id, cfg.raft_log_level)
+    for w in warnings:
+        log.warning(w)
+    return run(cfg)
+
+
+def run(cfg: config.NodeConfig) -> int:
+    store_cfg = StoreConfig(
+        data_dir=cfg.data_dir,
+        node_id=NodeId(cfg.node_id),
+        raft_addr=cfg.raft_adv_addr,
+        http_addr=cfg.http_adv_addr,
+        heartbeat_timeout_s=cfg.raft_heartbeat_timeout_s,
+        election_timeout_s=cfg.raft_election_timeout_s,
+        apply_timeout_s=cfg.raft_apply_timeout_s,
+        foreign_keys=cfg.fk,
+        max_readers=cfg.db_max_ro_conns,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    store = Store(store_cfg)
+    app = create_app(
+        store, max_body_bytes=cfg.http_max_body_bytes, allow_origin=cfg.http_allow_origin
+    )
+    server = wsgi.Server(
+        split_host_port(cfg.http_addr),
+        app,
+        numthreads=HTTP_THREADS_MIN,
+        max=HTTP_THREADS_MAX,
+        server_name="rqlite-py",
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+    )
+    try:
+        server.prepare()
+    except OSError as e:
+        log.error("cannot listen on %s: %s", cfg.http_addr, e)
+        store.close()
+        return 1
+    serving = threading.Thread(target=server.serve, name="http", daemon=True)
+    serving.start()
+    store.open()
+    log.info("node %s serving HTTP on %s, data in %s", cfg.node_id, cfg.http_addr, cfg.data_dir)
+    stop.wait()
+    server.stop()
+    serving.join(SHUTDOWN_GRACE_S)
+    store.close()
+    log.info("node %s stopped", cfg.node_id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""SQLite through apsw: one writer connection, a pool of read-only readers,
+and the conversion of rows into rqlite's result values.
+
+The writer belongs to the state machine (fsm.py) and is only ever used from
+the Raft driver's thread. Readers serve local reads from any HTTP thread;
+SQLite's WAL mode lets them run beside the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import enum
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import apsw
+
+from .command import Statement
+from .results import ExecuteResult, QueryResult, Result, Value
+
+BUSY_TIMEOUT_MS = 5000
+WRITE_VIA_QUERY = "attempt to change database via query operation"
+_TIME_TYPES = frozenset({"date", "datetime", "timestamp"})
+_TEXT_PREFIXES = (
+    "varchar",
+    "varying character",
+    "nchar",
+    "native character",
+    "nvarchar",
+    "clob",
+)
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+_PROGRESS_STEPS = 1000
+"""The progress handler runs every this many SQLite VM steps."""
+
+
+class DatabaseError(Exception):
+    """The database file could not be opened or used (not a SQL error:
+    those are results, reported per statement)."""
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _open(path: str, *, readonly: bool, foreign_keys: bool) -> apsw.Connection:
+    flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE
+    flags |= apsw.SQLITE_OPEN_CREATE if not readonly else 0
+    try:
+        conn = apsw.Connection(path, flags=flags)
+    except apsw.Error as e:
+        raise DatabaseError(f"cannot open {path}: {e}") from e
+    conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+        # The Raft log is the durable copy; this file is rebuilt from it.
+        conn.execute("PRAGMA synchronous=OFF")
+    conn.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+    return conn
+
+
+class Mode(enum.Enum):
+    EXECUTE = "execute"
+    """Writes answer in execute shape; RETURNING statements in query shape."""
+    QUERY = "query"
+    """Everything answers in query shape (strong reads through the log)."""
+    QUERY_ONLY = "query_only"
+    """Query shape, and a statement that would write is refused."""
+    REQUEST = "request"
+    """Each statement answers as what it is: a read or a write."""
+
+
+class Database:
+    def __init__(self, path: str, *, foreign_keys: bool = False, max_readers: int = 256) -> None:
+        self.path = path
+        self.foreign_keys = foreign_keys
+        self.writer = _open(path, readonly=False, foreign_keys=foreign_keys)
+        self._max_readers = max_readers or 1 << 30
+        self._readers: queue.LifoQueue[apsw.Connection] = queue.LifoQueue()
+        self._reader_count = 0
+        self._reader_slots = threading.BoundedSemaphore(self._max_readers)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        while not self._readers.empty():
+            self._readers.get_nowait().close()
+        self.writer.close()
+
+    # -- readers ------------------------------------------------------------
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[apsw.Connection]:
+        """Borrow a read-only connection (at most -db-max-ro-conns at once)."""
+        self._reader_slots.acquire()
+        try:
+            try:
+                conn = self._readers.get_nowait()
+            except queue.Empty:
+                conn = _open(self.path, readonly=True, foreign_keys=self.foreign_keys)
+            try:
+                yield conn
+            finally:
+                self._readers.put(conn)
+        finally:
+            self._reader_slots.release()
+
+    # -- the operations -----------------------------------------------------
+    def query(
+        self,
+        statements: Sequence[Statement],
+        *,
+        transaction: bool,
+        timeout_s: float = 0.0,
+        qualify_columns: bool = False,
+    ) -> list[Result]:
+        """/db/query on a read-only connection: a statement that writes is
+        refused, as rqlite does, before it runs."""
+        with self.reader() as conn:
+            return run(
+                conn,
+                statements,
+                transaction=transaction,
+                mode=Mode.QUERY_ONLY,
+                limit=_deadline(timeout_s),
+                timeout_error="query timeout",
+                qualify_columns=qualify_columns,
+            )
+
+    def has_write(self, statements: Sequence[Statement]) -> bool:
+        """Would any statement change the database (sqlite3_stmt_readonly)?"""
+        with self.reader() as conn:
+            return any(not is_readonly(conn, s.sql) for s in statements)
+
+
+def _deadline(timeout_s: float) -> Callable[[], bool] | None:
+    if timeout_s <= 0:
+        return None
+    end = time.monotonic() + timeout_s
+    return lambda: time.monotonic() > end
+
+
+def step_budget(steps: int) -> Callable[[], bool] | None:
+    """A limit counted in VM steps: deterministic, so every node applying
+    the same entry stops at the same statement."""
+    if steps <= 0:
+        return None
+    left = [steps // _PROGRESS_STEPS + 1]
+
+    def exceeded() -> bool:
+        left[0] -= 1
+        return left[0] < 0
+
+    return exceeded
+
+
+def is_readonly(conn: apsw.Connection, sql: str) -> bool:
+    verdict: list[bool] = []
+
+    def tracer(cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
+        verdict.append(bool(cursor.is_readonly))
+        return False
+
+    cur = conn.cursor()
+    cur.exec_trace = tracer
+    try:
+        cur.execute(sql)
+    except apsw.ExecTraceAbort:
+        pass
+    except apsw.Error:
+        return True  # it will fail as a read, with SQLite's own error
+    return all(verdict)
+
+
+def run(
+    conn: apsw.Connection,
+    statements: Sequence[Statement],
+    *,
+    transaction: bool,
+    mode: Mode,
+    limit: Callable[[], bool] | None = None,
+    timeout_error: str = "execute timeout",
+    qualify_columns: bool = False,
+) -> list[Result]:
+    """Run statements in order. Errors are results. Without `transaction`
+    an error does not stop the next statement; with it, the first error
+    rolls everything back and ends the request (rqlite's executeWithConn)."""
+    results: list[Result] = []
+    if limit is not None:
+        conn.set_progress_handler(limit, _PROGRESS_STEPS)
+    try:
+        if transaction:
+            conn.execute("BEGIN")
+        for stmt in statements:
+            if not stmt.sql.strip():
+                continue
+            result = _run_one(conn, stmt, mode, timeout_error, qualify_columns)
+            results.append(result)
+            if transaction and result.error:
+                with contextlib.suppress(apsw.Error):
+                    conn.execute("ROLLBACK")
+                return results
+        if transaction:
+            conn.execute("COMMIT")
+    except apsw.Error as e:
+        # BEGIN/COMMIT themselves failed (e.g. a user's dangling transaction).
+        with contextlib.suppress(apsw.Error):
+            if not conn.get_autocommit():
+                conn.execute("ROLLBACK")
+        results.append(ExecuteResult(error=str(e)))
+    finally:
+        if limit is not None:
+            conn.set_progress_handler(None)
+    return results
+
+
+def _bindings(conn: apsw.Connection, stmt: Statement) -> object:
+    if not stmt.named:
+        return stmt.params
+    if not stmt.params:
+        return {k.lstrip(":@$"): v for k, v in stmt.named}
+    # Mixed positional and named: bind everything by index.
+    names = _parameter_names(conn, stmt.sql, len(stmt.params) + len(stmt.named))
+    named = {k.lstrip(":@$"): v for k, v in stmt.named}
+    positional = iter(stmt.params)
+    out: list[Value] = []
+    for name in names:
+        if name is not None and name in named:
+            out.append(named[name])
+        else:
+            out.append(next(positional, None))
+    return tuple(out)
+
+
+def _parameter_names(conn: apsw.Connection, sql: str, count: int) -> tuple[str | None, ...]:
+    """SQLite numbers `?` and `:name` parameters together; learn the names by
+    preparing the statement (with placeholder values) and stopping before it runs."""
+    names: list[tuple[str | None, ...]] = []
+
+    def tracer(cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
+        names.append(tuple(cursor.bindings_names))
+        return False
+
+    cur = conn.cursor()
+    cur.exec_trace = tracer
+    with contextlib.suppress(apsw.ExecTraceAbort, apsw.Error):
+        cur.execute(sql, (None,) * count, can_cache=False)
+    return names[0] if names else ()
+
+
+def _run_one(
+    conn: apsw.Connection, stmt: Statement, mode: Mode, timeout_error: str, qualify: bool
+) -> Result:
+    start = time.perf_counter()
+    info: dict[str, object] = {}
+
+    def tracer(cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
+        readonly = bool(cursor.is_readonly)
+        if mode == Mode.QUERY_ONLY and not readonly:
+            info["denied"] = True
+            return False
+        info["readonly"] = info.get("readonly", True) and readonly
+        description = cursor.get_description()
+        if description:
+            if qualify:
+                # description_full: (name, decltype, database, table, origin)
+                description = tuple(
+                    (f"{full[3]}.{full[0]}" if full[3] else full[0], full[1])
+                    for full in cursor.description_full
+                )
+            info["description"] = description
+        return True
+
+    cur = conn.cursor()
+    cur.exec_trace = tracer
+    try:
+        cur.execute(stmt.sql, _bindings(conn, stmt))
+        rows = list(cur)
+    except apsw.ExecTraceAbort:
+        return QueryResult(error=WRITE_VIA_QUERY, time=time.perf_counter() - start)
+    except apsw.InterruptError:
+        return _error(mode, stmt, timeout_error, start)
+    except apsw.Error as e:
+        return _error(mode, stmt, str(e), start)
+    except (TypeError, OverflowError, StopIteration) as e:
+        return _error(mode, stmt, f"cannot bind parameters: {e}", start)
+    elapsed = time.perf_counter() - start
+    as_query = (
+        mode in (Mode.QUERY, Mode.QUERY_ONLY)
+        or stmt.returning
+        or (mode == Mode.REQUEST and bool(info.get("readonly")))
+    )
+    if not as_query:
+        return ExecuteResult(conn.last_insert_rowid(), conn.changes(), time=elapsed)
+    description = info.get("description") or ()
+    return _query_result(description, rows, elapsed)  # type: ignore[arg-type]
+
+
+def _error(mode: Mode, stmt: Statement, message: str, start: float) -> Result:
+    elapsed = time.perf_counter() - start
+    if mode == Mode.EXECUTE and not stmt.returning:
+        return ExecuteResult(error=message, time=elapsed)
+    return QueryResult(error=message, time=elapsed)
+
+
+# -- rows into rqlite values ----------------------------------------------
+def _query_result(
+    description: Sequence[tuple[str, str | None]], rows: list[tuple[object, ...]], elapsed: float
+) -> QueryResult:
+    columns = [d[0] for d in description]
+    decltypes = [(d[1] or "").lower() for d in description]
+    types = [t or (_infer_type(rows[0][i]) if rows else "") for i, t in enumerate(decltypes)]
+    converters = [_converter(decl, typ) for decl, typ in zip(decltypes, types, strict=True)]
+    values = [[conv(v) for conv, v in zip(converters, row, strict=True)] for row in rows]
+    return QueryResult(columns, types, values, time=elapsed)
+
+
+def _infer_type(v: object) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "real"
+    if isinstance(v, str):
+        return "text"
+    if isinstance(v, bytes):
+        return "blob"
+    return ""
+
+
+def _is_text_type(t: str) -> bool:
+    return t in ("text", "json", "") or t.startswith(_TEXT_PREFIXES)
+
+
+def _converter(decltype: str, result_type: str) -> Callable[[object], Value]:
+    """How a column's values look to clients: the conversions of rqlite's Go
+    SQLite driver (mattn/go-sqlite3) and of rqlite itself."""
+    is_time = decltype in _TIME_TYPES
+    is_bool = decltype == "boolean"
+    blob_as_text = _is_text_type(result_type)
+
+    def convert(v: object) -> Value:
+        if isinstance(v, int):
+            if is_time:
+                return unix_to_rfc3339(v)
+            if is_bool:
+                return v > 0
+            return v
+        if isinstance(v, str):
+            return text_to_rfc3339(v) if is_time else v
+        if isinstance(v, bytes):
+            return v.decode("utf-8", "replace") if blob_as_text else v
+        return v  # type: ignore[return-value]
+
+    return convert
+
+
+_TS = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?(?:([+-])(\d{2}):(\d{2}))?)?)?$"
+)
+
+
+def unix_to_rfc3339(v: int) -> str:
+    """INTEGER in a time column: Unix seconds, or milliseconds when |v| > 1e12."""
+    try:
+        if abs(v) > 10**12:
+            seconds, ms = divmod(v, 1000)
+            t = dt.datetime.fromtimestamp(seconds, dt.UTC)
+            return _format(t, ms * 1_000_000, None)
+        return _format(dt.datetime.fromtimestamp(v, dt.UTC), 0, None)
+    except (OverflowError, OSError, ValueError):
+        return _ZERO_TIME
+
+
+def text_to_rfc3339(s: str) -> str:
+    """TEXT in a time column, parsed with SQLite's timestamp layouts; what
+    does not parse becomes Go's zero time."""
+    m = _TS.match(s.removesuffix("Z"))
+    if m is None:
+        return _ZERO_TIME
+    year, month, day, hh, mm, ss, frac, sign, oh, om = m.groups()
+    try:
+        t = dt.datetime(int(year), int(month), int(day), int(hh or 0), int(mm or 0), int(ss or 0))
+    except ValueError:
+        return _ZERO_TIME
+    nanos = int((frac or "0").ljust(9, "0"))
+    offset = None
+    if sign:
+        offset = (int(oh) * 60 + int(om)) * (1 if sign == "+" else -1)
+    return _format(t, nanos, offset)
+
+
+def _format(t: dt.datetime, nanos: int, offset_minutes: int | None) -> str:
+    """Go's RFC3339Nano: fraction without trailing zeros, 'Z' for UTC."""
+    out = t.strftime("%Y-%m-%dT%H:%M:%S")
+    if nanos:
+        out += "." + f"{nanos:09d}".rstrip("0")
+    if not offset_minutes:
+        return out + "Z"
+    sign = "+" if offset_minutes > 0 else "-"
+    h, m = divmod(abs(offset_minutes), 60)
+    return f"{out}{sign}{h:02d}:{m:02d}"

@@ -1,0 +1,280 @@
+"""The IO loop around the pure Raft core.
+
+One thread owns the core. It ticks it on a clock, feeds it proposals, read
+requests and peer messages from an inbox, and carries out each Ready in the
+order of the contract (types.Ready): send, persist and fsync, send what
+needed persistence, apply, advance. Callers on other threads get futures,
+completed once their entry is applied (or their read may be served).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from .fsm import StateMachine
+from .logstore import LogStore
+from .raft.core import Config, NotLeaderError, RaftCore, RaftError
+from .raft.types import NONE, Index, Message, NodeId, Ready, Role, Term
+from .results import Result
+
+log = logging.getLogger(__name__)
+
+
+class LeadershipLostError(RaftError):
+    """The entry was overwritten by another leader's: it was never applied."""
+
+
+class ShutdownError(RaftError):
+    """The node is shutting down."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    tick_s: float = 0.1
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+
+    @staticmethod
+    def from_timeouts(heartbeat_timeout_s: float, election_timeout_s: float) -> Timing:
+        """rqlite's timeouts are how long a follower waits for its leader
+        (heartbeat) and a candidate for its votes (election). One tick is a
+        tenth of the longer; the leader heartbeats every tick."""
+        longest = max(heartbeat_timeout_s, election_timeout_s, 0.01)
+        return Timing(tick_s=longest / 10, election_ticks=10, heartbeat_ticks=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RaftStatus:
+    """What other threads may read about Raft, published after each Ready."""
+
+    node_id: NodeId
+    role: Role
+    term: Term
+    leader: NodeId
+    commit_index: Index
+    applied_index: Index
+    last_log_index: Index
+    last_log_term: Term
+    voters: tuple[NodeId, ...]
+    learners: tuple[NodeId, ...]
+    last_contact: float
+    """time.monotonic() when this node last heard from (or was) the leader."""
+
+
+@dataclass(slots=True)
+class _Proposal:
+    term: Term
+    future: Future[tuple[Index, list[Result]]]
+
+
+class Driver:
+    def __init__(
+        self,
+        node_id: NodeId,
+        storage: LogStore,
+        fsm: StateMachine,
+        timing: Timing,
+        send: Callable[[Message], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.storage = storage
+        self.fsm = fsm
+        self.timing = timing
+        self._send_fn = send
+        cfg = Config(
+            node_id, election_ticks=timing.election_ticks, heartbeat_ticks=timing.heartbeat_ticks
+        )
+        self.core = RaftCore(cfg, storage, random.Random())
+        self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._proposals: dict[int, _Proposal] = {}
+        self._reads: dict[int, Future[Index]] = {}
+        self._reads_waiting_apply: list[tuple[Index, Future[Index]]] = []
+        self._read_ids = itertools.count(1)
+        self._running = False
+        self._thread = threading.Thread(target=self._loop, name=f"raft-{node_id}", daemon=True)
+        self._last_contact = time.monotonic()
+        self._applied_cv = threading.Condition()
+        self.status = self._snapshot_status()
+        self.fatal: BaseException | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+    def start(self) -> None:
+        self._running = True
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if not self._running:
+            return
+        self._inbox.put(self._halt)
+        self._thread.join(timeout_s)
+
+    def _halt(self) -> None:
+        self._running = False
+
+    # -- what other threads call ------------------------------------------------
+    def campaign(self) -> None:
+        self._inbox.put(self.core.campaign)
+
+    def propose(self, data: bytes) -> Future[tuple[Index, list[Result]]]:
+        """Completes with (index, results) once the entry is applied here."""
+        fut: Future[tuple[Index, list[Result]]] = Future()
+
+        def do() -> None:
+            try:
+                index = self.core.propose(data)
+            except RaftError as e:
+                fut.set_exception(e)
+                return
+            self._proposals[index] = _Proposal(self.core.term, fut)
+
+        self._submit(do, fut)
+        return fut
+
+    def read_index(self) -> Future[Index]:
+        """Completes with a read index once leadership is confirmed by a
+        quorum and this node has applied up to it (dissertation §6.4)."""
+        fut: Future[Index] = Future()
+        rid = next(self._read_ids)
+
+        def do() -> None:
+            try:
+                self.core.read_index(rid)
+            except RaftError as e:
+                fut.set_exception(e)
+                return
+            self._reads[rid] = fut
+
+        self._submit(do, fut)
+        return fut
+
+    def step(self, m: Message) -> None:
+        self._inbox.put(lambda: self.core.step(m))
+
+    def wait_applied(self, index: int, timeout_s: float) -> bool:
+        with self._applied_cv:
+            return self._applied_cv.wait_for(
+                lambda: self.fsm.applied_index >= index, timeout=timeout_s
+            )
+
+    def _submit(self, do: Callable[[], None], fut: Future[object]) -> None:  # type: ignore[type-arg]
+        if not self._running or self.fatal is not None:
+            fut.set_exception(ShutdownError("node is shutting down"))
+            return
+        self._inbox.put(do)
+
+    # -- the loop ----------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            self._run()
+        except BaseException as e:  # a broken invariant: stop loudly, serve nothing stale
+            self.fatal = e
+            log.critical("Raft loop stopped: %s", e, exc_info=True)
+        finally:
+            self._fail_all(ShutdownError("node is shutting down"))
+
+    def _run(self) -> None:
+        tick_s = self.timing.tick_s
+        next_tick = time.monotonic() + tick_s
+        while self._running:
+            timeout = max(0.0, next_tick - time.monotonic())
+            try:
+                self._inbox.get(timeout=timeout)()
+                while True:  # drain: everything queued goes into one Ready
+                    self._inbox.get_nowait()()
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            if now >= next_tick:
+                self.core.tick()
+                next_tick = max(next_tick + tick_s, now)
+            while self.core.has_ready():
+                self._handle(self.core.ready())
+
+    def _handle(self, rd: Ready) -> None:
+        was_leader = self.status.role is Role.LEADER
+        for m in rd.messages:
+            self._send(m)
+        if rd.snapshot is not None:
+            raise RaftError("installing a snapshot from the leader is not supported yet")
+        self.storage.save(rd.entries, rd.hard_state)
+        for m in rd.messages_after_persist:
+            self._send(m)
+        if rd.committed_entries:
+            results = self.fsm.apply(rd.committed_entries)
+            for e, res in zip(rd.committed_entries, results, strict=True):
+                self._complete(e.index, e.term, res)
+        for rs in rd.read_states:
+            fut = self._reads.pop(rs.request_id, None)
+            if fut is not None:
+                self._reads_waiting_apply.append((rs.index, fut))
+        self.core.advance(rd)
+        if rd.soft_state.leader != NONE:
+            self._last_contact = time.monotonic()
+        self.status = self._snapshot_status()
+        self._serve_reads()
+        if was_leader and rd.soft_state.role is not Role.LEADER:
+            err = NotLeaderError(rd.soft_state.leader)
+            for fut in self._reads.values():
+                fut.set_exception(err)
+            self._reads.clear()
+        with self._applied_cv:
+            self._applied_cv.notify_all()
+
+    def _complete(self, index: Index, term: Term, results: list[Result]) -> None:
+        p = self._proposals.pop(index, None)
+        if p is None:
+            return
+        if p.term == term:
+            p.future.set_result((index, results))
+        else:
+            p.future.set_exception(LeadershipLostError(f"entry {index} was overwritten"))
+
+    def _serve_reads(self) -> None:
+        applied = self.fsm.applied_index
+        still = []
+        for index, fut in self._reads_waiting_apply:
+            if applied >= index:
+                fut.set_result(index)
+            else:
+                still.append((index, fut))
+        self._reads_waiting_apply = still
+
+    def _send(self, m: Message) -> None:
+        if self._send_fn is not None:
+            self._send_fn(m)
+
+    def _fail_all(self, err: Exception) -> None:
+        for p in self._proposals.values():
+            if not p.future.done():
+                p.future.set_exception(err)
+        self._proposals.clear()
+        for fut in self._reads.values():
+            fut.set_exception(err)
+        self._reads.clear()
+        for _, fut in self._reads_waiting_apply:
+            fut.set_exception(err)
+        self._reads_waiting_apply = []
+
+    def _snapshot_status(self) -> RaftStatus:
+        c = self.core
+        return RaftStatus(
+            node_id=self.node_id,
+            role=c.role,
+            term=c.term,
+            leader=c.leader,
+            commit_index=c.log.committed,
+            applied_index=Index(self.fsm.applied_index),
+            last_log_index=c.log.last_index(),
+            last_log_term=c.log.last_term(),
+            voters=c.conf.voters,
+            learners=c.conf.learners,
+            last_contact=self._last_contact,
+        )

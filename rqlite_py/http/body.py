@@ -1,0 +1,69 @@
+"""Request bodies into statements (API.md §a.3).
+
+A JSON body is an array whose elements are SQL strings or arrays of
+`[sql, param, ...]`, where a param is a value (positional) or an object
+(named). Values keep their JSON types; a string written as an `x'..'` hex
+literal, or an array of byte values, is a BLOB.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ..command import Statement
+from ..results import Value
+
+_HEX_BLOB = re.compile(r"^[xX]'((?:[0-9a-fA-F]{2})*)'$")
+
+
+class BodyError(ValueError):
+    """The body is not a request: 400 with this message."""
+
+
+def parse_text(body: bytes) -> list[Statement]:
+    """A text/plain body: one statement string, as sent."""
+    try:
+        return [Statement(body.decode("utf-8"))]
+    except UnicodeDecodeError as e:
+        raise BodyError("invalid UTF-8 in request body") from e
+
+
+def parse_json(body: bytes) -> list[Statement]:
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise BodyError("invalid JSON body") from e
+    if not isinstance(obj, list):
+        raise BodyError("invalid request")
+    if not obj:
+        raise BodyError("no statements")
+    return [_statement(item) for item in obj]
+
+
+def _statement(item: object) -> Statement:
+    if isinstance(item, str):
+        return Statement(item)
+    if not isinstance(item, list) or not item or not isinstance(item[0], str):
+        raise BodyError("invalid request")
+    positional: list[Value] = []
+    named: list[tuple[str, Value]] = []
+    for p in item[1:]:
+        if isinstance(p, dict):
+            named.extend((str(k), _value(v)) for k, v in p.items())
+        else:
+            positional.append(_value(p))
+    return Statement(item[0], tuple(positional), tuple(named))
+
+
+def _value(v: object) -> Value:
+    if v is None or isinstance(v, bool | int | float):
+        return v
+    if isinstance(v, str):
+        m = _HEX_BLOB.match(v)
+        return bytes.fromhex(m.group(1)) if m else v
+    if isinstance(v, list) and all(
+        isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in v
+    ):
+        return bytes(v)
+    raise BodyError(f"unsupported type {type(v).__name__} for parameter")

@@ -1,0 +1,243 @@
+"""Diagnostics: /status, /readyz, /nodes, /leader and /debug/vars."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+import time
+
+import apsw
+from flask import Blueprint, Response, current_app, request
+
+from .. import __version__
+from ..command import Statement
+from ..store import Store
+from . import params
+from .encoding import go_json
+from .errors import JSON, TEXT, text_error
+
+bp = Blueprint("status", __name__)
+
+
+def _store() -> Store:
+    return current_app.extensions["store"]
+
+
+def _json(obj: object, pretty: bool) -> Response:
+    return Response(go_json(obj, pretty=pretty), 200, content_type=JSON)
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration.String() for the common ranges ("1.5s", "2m3s")."""
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:g}ns" if seconds else "0s"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:g}µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:g}ms"
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    text = f"{s:.9f}".rstrip("0").rstrip(".") + "s"
+    if h:
+        return f"{int(h)}h{int(m)}m{text}"
+    if m:
+        return f"{int(m)}m{text}"
+    return text
+
+
+def _rfc3339(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def node_object(store: Store, node_id: str) -> dict[str, object]:
+    """rqlite's node object (http/nodes.go) for this node; other nodes'
+    addresses and reachability arrive with clusters."""
+    raft = store.raft
+    start = time.perf_counter()
+    reachable = node_id == store.cfg.node_id and store.driver.fatal is None
+    elapsed = time.perf_counter() - start
+    obj: dict[str, object] = {
+        "id": node_id,
+        "api_addr": f"http://{store.cfg.http_addr}" if node_id == store.cfg.node_id else "",
+        "addr": store.cfg.raft_addr if node_id == store.cfg.node_id else node_id,
+        "version": f"v{__version__}",
+        "voter": node_id in raft.voters,
+        "reachable": reachable,
+        "leader": raft.leader == node_id,
+        "time": elapsed,
+        "time_s": go_duration(elapsed),
+    }
+    if not reachable:
+        obj["error"] = "node is not reachable"
+    return obj
+
+
+@bp.route("/status", methods=["GET"])
+def status() -> Response:
+    p = params.parse(request.args.to_dict(flat=True))
+    doc = status_document(_store())
+    if p.key:
+        for part in p.key.split("."):
+            if not isinstance(doc, dict) or part not in doc:
+                return text_error(f"key {p.key} not found", 404)
+            doc = doc[part]
+    return _json(doc, p.pretty)
+
+
+def status_document(store: Store) -> dict[str, object]:
+    raft = store.raft
+    now = time.time()
+    leader_addr = store.cfg.raft_addr if raft.leader == store.cfg.node_id else raft.leader
+    db_size = _size(store.db_path)
+    return {
+        "build": {"version": f"v{__version__}", "compiler": sys.implementation.name},
+        "cluster": {"addr": store.cfg.raft_addr, "api_addr": f"http://{store.cfg.http_addr}"},
+        "disco": {"mode": ""},
+        "extensions": {"names": []},
+        "http": {
+            "auth": "disabled",
+            "bind_addr": store.cfg.http_addr,
+            "queue": {"_default": {"sequence_number": 0}},
+        },
+        "last_backup_time": "",
+        "node": {
+            "start_time": _rfc3339(store.started_at),
+            "current_time": _rfc3339(now),
+            "uptime": go_duration(now - store.started_at),
+        },
+        "os": {
+            "pid": os.getpid(),
+            "hostname": platform.node(),
+            "page_size": os.sysconf("SC_PAGE_SIZE"),
+        },
+        "runtime": {
+            "GOOS": sys.platform,
+            "GOARCH": platform.machine(),
+            "num_cpu": os.cpu_count(),
+            "version": f"python{platform.python_version()}",
+        },
+        "store": {
+            "node_id": store.cfg.node_id,
+            "addr": store.cfg.raft_addr,
+            "dir": store.cfg.data_dir,
+            "leader": {"node_id": raft.leader, "addr": leader_addr},
+            "ready": store.is_ready(),
+            "fsm_index": raft.applied_index,
+            "db_applied_index": raft.applied_index,
+            "nodes": [node_object(store, n) for n in raft.voters + raft.learners],
+            "raft": {
+                "state": raft.role.value if raft.role.value != "PreCandidate" else "Candidate",
+                "term": raft.term,
+                "commit_index": raft.commit_index,
+                "applied_index": raft.applied_index,
+                "last_log_index": raft.last_log_index,
+                "last_log_term": raft.last_log_term,
+                "last_snapshot_index": store.logstore.snapshot_meta().index,
+                "fsm_pending": max(0, raft.commit_index - raft.applied_index),
+                "voter": store.cfg.node_id in raft.voters,
+                "num_peers": max(0, len(raft.voters) - 1),
+                "log_size": store.logstore.size_bytes(),
+            },
+            "snapshot_store": {"snapshots": []},
+            "sqlite3": {
+                "path": store.db_path,
+                "db_size": db_size,
+                "version": apsw.sqlite_lib_version(),
+                "pragmas": {
+                    "ro": {
+                        "busy_timeout": "5000",
+                        "foreign_keys": "1" if store.cfg.foreign_keys else "0",
+                        "journal_mode": "wal",
+                        "synchronous": "0",
+                        "wal_autocheckpoint": "1000",
+                    },
+                    "rw": {
+                        "busy_timeout": "5000",
+                        "foreign_keys": "1" if store.cfg.foreign_keys else "0",
+                        "journal_mode": "wal",
+                        "synchronous": "0",
+                        "wal_autocheckpoint": "1000",
+                    },
+                },
+            },
+        },
+    }
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+@bp.route("/readyz", methods=["GET"])
+def readyz() -> Response:
+    p = params.parse(request.args.to_dict(flat=True))
+    store = _store()
+    lines = ["[+]node ok"]
+    if p.noleader:
+        return Response("\n".join(lines), 200, content_type=TEXT)
+    if not store.raft.leader:
+        lines.append("[+]leader does not exist")
+        return Response("\n".join(lines), 503, content_type=TEXT)
+    lines.append("[+]leader ok")
+    if not store.is_ready():
+        lines.append("[+]store not ready")
+        return Response("\n".join(lines), 503, content_type=TEXT)
+    lines.append("[+]store ok")
+    if p.sync:
+        target = store.raft.commit_index
+        if not store.driver.wait_applied(target, p.timeout_s or 30.0):
+            lines.append(f"[+]sync timeout waiting for index {target}")
+            return Response("\n".join(lines), 503, content_type=TEXT)
+        lines.append("[+]sync ok")
+    try:
+        store.db.query([Statement("SELECT 1")], transaction=False, timeout_s=5.0)
+    except Exception as e:  # the database itself is broken: not ready
+        lines.append(f"[+]db {e}")
+        return Response("\n".join(lines), 503, content_type=TEXT)
+    lines.append("[+]db ok")
+    return Response("\n".join(lines), 200, content_type=TEXT)
+
+
+@bp.route("/nodes", methods=["GET"])
+def nodes() -> Response:
+    p = params.parse(request.args.to_dict(flat=True))
+    store = _store()
+    ids = list(store.raft.voters) + (list(store.raft.learners) if p.nonvoters else [])
+    objs = [node_object(store, n) for n in sorted(ids)]
+    if p.ver == "2":
+        return _json({"nodes": objs}, p.pretty)
+    return _json({o["id"]: {k: v for k, v in o.items() if k != "id"} for o in objs}, p.pretty)
+
+
+@bp.route("/leader", methods=["GET"])
+def leader() -> Response:
+    p = params.parse(request.args.to_dict(flat=True))
+    store = _store()
+    if not store.raft.leader:
+        return text_error("leader not found", 503)
+    return _json(node_object(store, store.raft.leader), p.pretty)
+
+
+@bp.route("/debug/vars", methods=["GET"])
+def debug_vars() -> Response:
+    p = params.parse(request.args.to_dict(flat=True))
+    store = _store()
+    raft = store.raft
+    doc: dict[str, object] = {
+        "cmdline": sys.argv,
+        "http": current_app.extensions["stats"].snapshot(),
+        "store": {
+            "commit_index": raft.commit_index,
+            "applied_index": raft.applied_index,
+        },
+    }
+    if p.key:
+        if p.key not in doc:
+            return text_error(f"key {p.key} not found", 404)
+        doc = {p.key: doc[p.key]}
+    return _json(doc, p.pretty)

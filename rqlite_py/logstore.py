@@ -1,0 +1,188 @@
+"""The durable Raft log, hard state and snapshot metadata, in `raft.db`.
+
+apsw with WAL and synchronous=FULL: a Ready's entries and hard state are
+written in one transaction, so one fsync makes a whole batch durable. It
+implements the core's `LogStorage` protocol; recent entries are also kept in
+memory so that the leader's appends and the apply loop rarely read the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+
+import apsw
+
+from .raft.storage import CompactedError
+from .raft.types import (
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Index,
+    NodeId,
+    SnapshotMeta,
+    Term,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL,
+                                type INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_CACHE_ENTRIES = 4096
+
+
+class LogStoreError(Exception):
+    """raft.db is unreadable or inconsistent: the node must not start."""
+
+
+class LogStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self._db = apsw.Connection(path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+        except apsw.Error as e:
+            raise LogStoreError(f"cannot open Raft log {path}: {e}") from e
+        # The driver thread writes; HTTP threads read /status figures.
+        self._lock = threading.RLock()
+        self._cache: OrderedDict[int, Entry] = OrderedDict()
+        meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        hs = json.loads(meta.get("hard_state", '{"term":0,"vote":"","commit":0}'))
+        self._hard = HardState(Term(hs["term"]), NodeId(hs["vote"]), Index(hs["commit"]))
+        self._snap = _decode_snap(meta.get("snapshot"))
+        # The entry before the first stored one: (index, term) after compaction.
+        base = json.loads(meta.get("base", "[0,0]"))
+        self._base_index, self._base_term = Index(base[0]), Term(base[1])
+        row = self._db.execute("SELECT max(idx) FROM log").fetchone()
+        self._last = Index(row[0] if row and row[0] is not None else self._base_index)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def is_empty(self) -> bool:
+        return self._last == 0 and self._hard == HardState() and self._snap.index == 0
+
+    # -- LogStorage -----------------------------------------------------------
+    def hard_state(self) -> HardState:
+        return self._hard
+
+    def snapshot_meta(self) -> SnapshotMeta:
+        return self._snap
+
+    def first_index(self) -> Index:
+        return Index(self._base_index + 1)
+
+    def last_index(self) -> Index:
+        return self._last
+
+    def term(self, index: Index) -> Term:
+        if index == self._base_index:
+            return self._base_term
+        if index < self._base_index:
+            raise CompactedError(index)
+        if index > self._last:
+            raise IndexError(index)
+        cached = self._cache.get(index)
+        if cached is not None:
+            return cached.term
+        with self._lock:
+            row = self._db.execute("SELECT term FROM log WHERE idx=?", (index,)).fetchone()
+        if row is None:
+            raise LogStoreError(f"entry {index} missing from the log")
+        return Term(row[0])
+
+    def entries(self, lo: Index, hi: Index, max_bytes: int) -> list[Entry]:
+        if lo <= self._base_index:
+            raise CompactedError(lo)
+        if hi > self._last + 1:
+            raise IndexError(hi)
+        out: list[Entry] = []
+        size = 0
+        i = lo
+        while i < hi:
+            e = self._cache.get(i)
+            if e is None:
+                break
+            size += e.size()
+            if out and size > max_bytes:
+                return out
+            out.append(e)
+            i = Index(i + 1)
+        if i < hi:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT idx, term, type, data FROM log WHERE idx >= ? AND idx < ? ORDER BY idx",
+                    (i, hi),
+                )
+                for idx, term, type_, data in rows:
+                    e = Entry(Term(term), Index(idx), bytes(data), EntryType(type_))
+                    size += e.size()
+                    if out and size > max_bytes:
+                        break
+                    out.append(e)
+        return out
+
+    # -- what the driver writes -------------------------------------------------
+    def save(self, entries: tuple[Entry, ...], hard_state: HardState | None) -> None:
+        """Persist a Ready's entries (replacing any at or after the first) and
+        hard state in one transaction, durable when this returns."""
+        if not entries and hard_state is None:
+            return
+        with self._lock, self._db:
+            if entries:
+                first = entries[0].index
+                if first <= self._base_index:
+                    raise LogStoreError(f"append at {first} below compacted {self._base_index}")
+                if first <= self._last:
+                    self._db.execute("DELETE FROM log WHERE idx >= ?", (first,))
+                    for i in [k for k in self._cache if k >= first]:
+                        del self._cache[i]
+                self._db.executemany(
+                    "INSERT INTO log(idx, term, type, data) VALUES(?,?,?,?)",
+                    [(e.index, e.term, e.type.value, e.data) for e in entries],
+                )
+            if hard_state is not None:
+                self._put(
+                    "hard_state",
+                    {"term": hard_state.term, "vote": hard_state.vote, "commit": hard_state.commit},
+                )
+        if entries:
+            self._last = entries[-1].index
+            for e in entries:
+                self._cache[e.index] = e
+            while len(self._cache) > _CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        if hard_state is not None:
+            self._hard = hard_state
+
+    def bootstrap(self, entry: Entry, hard_state: HardState) -> None:
+        self.save((entry,), hard_state)
+
+    def _put(self, key: str, value: object) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, json.dumps(value))
+        )
+
+    def size_bytes(self) -> int:
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return 0
+
+
+def _decode_snap(text: str | None) -> SnapshotMeta:
+    if not text:
+        return SnapshotMeta()
+    obj = json.loads(text)
+    return SnapshotMeta(
+        Index(obj["index"]),
+        Term(obj["term"]),
+        ConfState.of(obj["voters"], obj["learners"]),
+    )

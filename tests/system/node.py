@@ -1,0 +1,132 @@
+"""Real rqlite-py processes for system tests: started the way a user starts
+them, on free loopback ports, polled with deadlines, never slept on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+class Node:
+    def __init__(self, data_dir: Path, *extra: str, node_id: str = "n1") -> None:
+        self.data_dir = data_dir
+        self.http_port = free_port()
+        self.raft_port = free_port()
+        self.node_id = node_id
+        self.extra = list(extra)
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.session = requests.Session()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def args(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "rqlite_py",
+            "-node-id",
+            self.node_id,
+            "-http-addr",
+            f"127.0.0.1:{self.http_port}",
+            "-raft-addr",
+            f"127.0.0.1:{self.raft_port}",
+            *self.extra,
+            str(self.data_dir),
+        ]
+
+    def start(self, wait: bool = True) -> Node:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(self.args(), cwd=ROOT, stdout=log, stderr=log)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout_s: float = 20.0) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                return self.session.get(self.url + "/readyz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(f"node {self.node_id} ready", ready, timeout_s)
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-5000:]
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """kill -9: nothing gets a chance to be flushed or closed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def terminate(self, timeout_s: float = 20.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    # -- HTTP helpers -----------------------------------------------------------
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        kw.setdefault("timeout", 15)
+        return self.session.get(self.url + path, **kw)
+
+    def post(self, path: str, **kw: Any) -> requests.Response:
+        kw.setdefault("timeout", 15)
+        return self.session.post(self.url + path, **kw)
+
+    def execute(self, *stmts: Any, params: str = "") -> dict[str, Any]:
+        r = self.post("/db/execute" + params, json=list(stmts))
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
+
+    def query(self, sql: str, params: str = "") -> dict[str, Any]:
+        r = self.post("/db/query" + params, json=[sql])
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
+
+
+def env_without_pythonpath() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
