@@ -133,6 +133,9 @@ class Store:
         timing = Timing.from_timeouts(cfg.heartbeat_timeout_s, cfg.election_timeout_s)
         self.driver = Driver(cfg.node_id, self.logstore, self.fsm, timing)
         self.started_at = time.time()
+        # Not ready until the log committed before this start is re-applied,
+        # so a freshly restarted node never serves a half-rebuilt database.
+        self._startup_commit = self.logstore.hard_state().commit
 
     def _bootstrap(self) -> None:
         conf = ConfState.of([self.cfg.node_id])
@@ -158,7 +161,12 @@ class Store:
         return self.raft.role is Role.LEADER
 
     def is_ready(self) -> bool:
-        return self.driver.fatal is None and self.raft.leader != ""
+        raft = self.raft
+        return (
+            self.driver.fatal is None
+            and raft.leader != ""
+            and raft.applied_index >= self._startup_commit
+        )
 
     def wait_for_leader(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, redirect
+from flask import Flask, Response, redirect, request
 
 from .. import __version__
 from ..store import Store
@@ -25,10 +25,12 @@ def create_app(store: Store, *, max_body_bytes: int = 64 << 20, allow_origin: st
     def root() -> Response:
         return redirect("/console/", code=302)  # type: ignore[return-value]
 
-    @app.route("/", methods=["OPTIONS"])
-    @app.route("/<path:_any>", methods=["OPTIONS"])
-    def options(_any: str = "") -> Response:
-        return Response(b"", status=200)
+    @app.before_request
+    def options() -> Response | None:
+        # rqlite answers OPTIONS on any path, known or not, with an empty 200.
+        if request.method == "OPTIONS":
+            return Response(b"", status=200)
+        return None
 
     @app.after_request
     def headers(resp: Response) -> Response:

@@ -77,13 +77,21 @@ def node_object(store: Store, node_id: str) -> dict[str, object]:
 @bp.route("/status", methods=["GET"])
 def status() -> Response:
     p = params.parse(request.args.to_dict(flat=True))
-    doc = status_document(_store())
+    doc = _sorted_maps(status_document(_store()))
     if p.key:
         for part in p.key.split("."):
             if not isinstance(doc, dict) or part not in doc:
                 return text_error(f"key {p.key} not found", 404)
             doc = doc[part]
     return _json(doc, p.pretty)
+
+
+def _sorted_maps(obj: object) -> object:
+    """rqlite builds /status from Go maps, which encode with sorted keys;
+    node objects inside lists are structs and keep their field order."""
+    if isinstance(obj, dict):
+        return {k: _sorted_maps(obj[k]) for k in sorted(obj)}
+    return obj
 
 
 def status_document(store: Store) -> dict[str, object]:

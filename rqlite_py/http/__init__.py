@@ -1,0 +1,1 @@
+"""HTTP layer: rqlite's API over a Store (API.md §a)."""

@@ -1,0 +1,291 @@
+"""rqlite's HTTP API against a real single-node store, through Flask's test
+client: exact JSON shapes from API.md, parameters, and bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from rqlite_py.http.app import create_app
+from rqlite_py.raft.types import NodeId
+from rqlite_py.store import Store, StoreConfig
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(
+        StoreConfig(
+            data_dir=str(tmp_path / "node"),
+            node_id=NodeId("n1"),
+            raft_addr="127.0.0.1:4002",
+            http_addr="127.0.0.1:4001",
+        )
+    )
+    s.open()
+    deadline = time.monotonic() + 10
+    while not s.is_ready():
+        assert time.monotonic() < deadline, "store never became ready"
+        time.sleep(0.005)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(store: Store) -> FlaskClient:
+    return create_app(store, max_body_bytes=1 << 16).test_client()
+
+
+def ex(client: FlaskClient, body: object, qs: str = "") -> bytes:
+    r = client.post("/db/execute" + qs, data=json.dumps(body))
+    assert r.status_code == 200, r.data
+    return r.data
+
+
+def q(client: FlaskClient, body: object, qs: str = "") -> bytes:
+    r = client.post("/db/query" + qs, data=json.dumps(body))
+    assert r.status_code == 200, r.data
+    return r.data
+
+
+@pytest.fixture
+def foo(client: FlaskClient) -> FlaskClient:
+    ex(client, ["CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT, age INTEGER)"])
+    ex(client, [["INSERT INTO foo(name, age) VALUES(?, ?)", "fiona", 20]])
+    return client
+
+
+def test_create_table_is_an_empty_result(client: FlaskClient) -> None:
+    assert ex(client, ["CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)"]) == (
+        b'{"results":[{}]}'
+    )
+
+
+def test_insert_and_select_exact_shape(client: FlaskClient) -> None:
+    ex(client, ["CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)"])
+    assert ex(client, ['INSERT INTO foo(name) VALUES("fiona")']) == (
+        b'{"results":[{"last_insert_id":1,"rows_affected":1}]}'
+    )
+    assert q(client, ["SELECT * FROM foo"]) == (
+        b'{"results":[{"columns":["id","name"],"types":["integer","text"],"values":[[1,"fiona"]]}]}'
+    )
+
+
+def test_get_query_with_q(foo: FlaskClient) -> None:
+    r = foo.get("/db/query?q=SELECT%20name%20FROM%20foo")
+    assert r.data == b'{"results":[{"columns":["name"],"types":["text"],"values":[["fiona"]]}]}'
+    assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert r.headers["X-RQLITE-VERSION"].startswith("v")
+    assert r.headers["X-RQLITE-SERVED-BY"] == "127.0.0.1:4001"
+
+
+def test_sql_errors_are_results_with_200(foo: FlaskClient) -> None:
+    assert q(foo, ["SELECT * FROM bar"]) == b'{"results":[{"error":"no such table: bar"}]}'
+    assert q(foo, ["blah"]) == b'{"results":[{"error":"near \\"blah\\": syntax error"}]}'
+
+
+def test_associative(foo: FlaskClient) -> None:
+    assert q(foo, ["SELECT name FROM foo WHERE id = 99"], "?associative") == (
+        b'{"results":[{"types":{"name":"text"},"rows":[]}]}'
+    )
+    assert q(foo, ["SELECT name, age FROM foo"], "?associative") == (
+        b'{"results":[{"types":{"age":"integer","name":"text"},"rows":[{"age":20,"name":"fiona"}]}]}'
+    )
+    assert ex(foo, [["INSERT INTO foo(name) VALUES(?)", "x"]], "?associative") == (
+        b'{"results":[{"last_insert_id":2,"rows_affected":1,"rows":null}]}'
+    )
+
+
+def test_blobs_base64_and_blob_array(client: FlaskClient) -> None:
+    ex(client, ["CREATE TABLE b (name TEXT, data BLOB)"])
+    ex(client, [["INSERT INTO b VALUES(?, ?)", "fiona", "x'DEADBEEF'"]])
+    ex(client, [["INSERT INTO b VALUES(?, ?)", "ints", [222, 173, 190, 239]]])
+    assert q(client, ["SELECT data FROM b"]) == (
+        b'{"results":[{"columns":["data"],"types":["blob"],"values":[["3q2+7w=="],["3q2+7w=="]]}]}'
+    )
+    assert b"[[222,173,190,239]" in q(client, ["SELECT data FROM b"], "?blob_array")
+
+
+def test_named_parameters_nulls_floats_unicode(client: FlaskClient) -> None:
+    ex(client, ["CREATE TABLE t (a INTEGER, b REAL, c TEXT, d BOOLEAN)"])
+    ex(
+        client,
+        [["INSERT INTO t VALUES(:a, :b, :c, :d)", {"a": None, "b": 2.0, "c": "é🙂", "d": 1}]],
+    )
+    assert (
+        q(client, ["SELECT * FROM t"])
+        == (
+            '{"results":[{"columns":["a","b","c","d"],"types":["integer","real","text","boolean"],'
+            '"values":[[null,2,"é🙂",true]]}]}'
+        ).encode()
+    )
+
+
+def test_timings_and_raft_index(foo: FlaskClient) -> None:
+    body = json.loads(ex(foo, [["INSERT INTO foo(name) VALUES(?)", "x"]], "?timings&raft_index"))
+    assert body["raft_index"] > 0 and body["time"] > 0 and body["results"][0]["time"] > 0
+    assert "time" not in json.loads(ex(foo, [["INSERT INTO foo(name) VALUES(?)", "y"]]))
+
+
+def test_pretty(foo: FlaskClient) -> None:
+    assert q(foo, ["SELECT id FROM foo"], "?pretty=false").startswith(b'{\n    "results": [')
+
+
+def test_transaction_stops_at_first_error(foo: FlaskClient) -> None:
+    body = json.loads(
+        ex(
+            foo,
+            [
+                'INSERT INTO foo(name) VALUES("a")',
+                "INSERT INTO nope VALUES(1)",
+                'INSERT INTO foo(name) VALUES("b")',
+            ],
+            "?transaction",
+        )
+    )
+    assert len(body["results"]) == 2 and body["results"][1]["error"] == "no such table: nope"
+    assert json.loads(q(foo, ["SELECT count(*) FROM foo"]))["results"][0]["values"] == [[1]]
+
+
+def test_without_transaction_errors_do_not_stop(foo: FlaskClient) -> None:
+    body = json.loads(ex(foo, ["INSERT INTO nope VALUES(1)", 'INSERT INTO foo(name) VALUES("b")']))
+    assert body["results"][0]["error"] and body["results"][1]["rows_affected"] == 1
+
+
+def test_query_endpoint_is_read_only(foo: FlaskClient) -> None:
+    assert q(foo, ['INSERT INTO foo(name) VALUES("z")']) == (
+        b'{"results":[{"error":"attempt to change database via query operation"}]}'
+    )
+
+
+def test_text_plain_body(client: FlaskClient) -> None:
+    r = client.post(
+        "/db/execute",
+        data="CREATE TABLE t (x); INSERT INTO t VALUES(1)",
+        content_type="text/plain",
+    )
+    assert r.status_code == 200
+    assert json.loads(q(client, ["SELECT x FROM t"]))["results"][0]["values"] == [[1]]
+
+
+def test_unified_request(foo: FlaskClient) -> None:
+    r = foo.post(
+        "/db/request",
+        data=json.dumps(
+            ['INSERT INTO foo(name) VALUES("r")', "SELECT count(*) FROM foo", "SELECT * FROM nope"]
+        ),
+    )
+    body = json.loads(r.data)
+    assert body["results"][0]["rows_affected"] == 1
+    assert body["results"][1]["values"] == [[2]]
+    assert body["results"][2] == {"error": "no such table: nope"}
+
+
+def test_returning_in_execute(foo: FlaskClient) -> None:
+    body = json.loads(ex(foo, ['INSERT INTO foo(name) VALUES("r") RETURNING id, name']))
+    assert body["results"][0]["values"] == [[2, "r"]]
+
+
+@pytest.mark.parametrize(
+    "level", ["none", "weak", "linearizable", "strong", "auto", "WEAK", "bogus"]
+)
+def test_every_level_reads(foo: FlaskClient, level: str) -> None:
+    body = json.loads(q(foo, ["SELECT name FROM foo"], f"?level={level}"))
+    assert body["results"][0]["values"] == [["fiona"]]
+
+
+def test_strong_read_goes_through_the_log(foo: FlaskClient) -> None:
+    body = json.loads(q(foo, ["SELECT name FROM foo"], "?level=strong&raft_index"))
+    assert body["raft_index"] > 0
+
+
+def test_random_is_rewritten_before_the_log(client: FlaskClient) -> None:
+    ex(client, ["CREATE TABLE r (v INTEGER)"])
+    ex(client, ["INSERT INTO r(v) VALUES(RANDOM())"])
+    body = json.loads(client.get("/db/sql?q=INSERT%20INTO%20r(v)%20VALUES(RANDOM())").data)
+    assert body["results"][0]["original"] == "INSERT INTO r(v) VALUES(RANDOM())"
+    assert "RANDOM()" not in body["results"][0]["rewritten"].upper()
+
+
+def test_disallowed_pragma(client: FlaskClient) -> None:
+    for path in ("/db/execute", "/db/query"):
+        r = client.post(path, data=json.dumps(["PRAGMA journal_mode=DELETE"]))
+        assert (r.status_code, r.data) == (200, b'{"results":[],"error":"disallowed pragma"}')
+
+
+def test_empty_statement_is_skipped(client: FlaskClient) -> None:
+    assert q(client, [""]) == b'{"results":[]}'
+
+
+def test_db_timeout(client: FlaskClient) -> None:
+    forever = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
+    assert q(client, [forever], "?db_timeout=50ms") == b'{"results":[{"error":"query timeout"}]}'
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/db/execute", b"not json", 400, b"invalid JSON body\n"),
+        ("/db/execute", b'{"a":1}', 400, b"invalid request\n"),
+        ("/db/execute", b"[]", 400, b"no statements\n"),
+        ("/db/execute", b"[1]", 400, b"invalid request\n"),
+        (
+            "/db/execute",
+            b'[["INSERT INTO t VALUES(?)", {"x": {"y": 1}}]]',
+            400,
+            b"unsupported type dict for parameter\n",
+        ),
+        ("/db/execute", b'["\xff\xfe"]', 400, b"invalid JSON body\n"),
+        ("/db/execute", b"[" * 100_000 + b"]" * 100_000, 413, b"request body too large\n"),
+        ("/db/execute", b"[" * 20_000 + b"]" * 20_000, 400, b"invalid JSON body\n"),
+        (
+            "/db/query?level=strong&db_timeout=soon",
+            b'["SELECT 1"]',
+            400,
+            b"db_timeout is not a valid duration\n",
+        ),
+        (
+            "/db/query?freshness_strict",
+            b'["SELECT 1"]',
+            400,
+            b"freshness_strict requires freshness\n",
+        ),
+        ("/db/query?q=", b"", 400, b"query parameter not set\n"),
+        ("/db/query?levle=strong", b'["SELECT 1"]', 400, b"unknown query parameter levle\n"),
+    ],
+)
+def test_bad_input(
+    client: FlaskClient, path: str, body: bytes, status: int, message: bytes
+) -> None:
+    r = client.post(path, data=body)
+    assert (r.status_code, r.data) == (status, message)
+    # ...and the node keeps serving.
+    assert client.get("/db/query?q=SELECT%201").status_code == 200
+
+
+def test_methods_paths_and_options(client: FlaskClient) -> None:
+    assert client.get("/db/execute").status_code == 405
+    assert client.get("/nope").status_code == 404
+    assert client.options("/db/execute").status_code == 200
+    r = client.get("/")
+    assert (r.status_code, r.headers["Location"]) == (302, "/console/")
+
+
+def test_status_readyz_nodes_leader(client: FlaskClient) -> None:
+    status = json.loads(client.get("/status").data)
+    assert status["store"]["raft"]["state"] == "Leader"
+    assert status["store"]["node_id"] == "n1"
+    assert json.loads(client.get("/status?key=store.raft.state").data) == "Leader"
+    r = client.get("/readyz")
+    assert (r.status_code, r.data) == (200, b"[+]node ok\n[+]leader ok\n[+]store ok\n[+]db ok")
+    assert client.get("/readyz?noleader").data == b"[+]node ok"
+    nodes = json.loads(client.get("/nodes").data)
+    assert nodes["n1"]["leader"] is True and nodes["n1"]["api_addr"] == "http://127.0.0.1:4001"
+    v2 = json.loads(client.get("/nodes?ver=2").data)
+    assert [n["id"] for n in v2["nodes"]] == ["n1"]
+    assert json.loads(client.get("/leader").data)["id"] == "n1"
+    assert "store" in json.loads(client.get("/debug/vars").data)
