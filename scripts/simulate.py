@@ -95,7 +95,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="events before healing")
     p.add_argument("--bug", choices=sorted(BROKEN), help="run a deliberately broken core")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--trace", action="store_true", help="print the whole kept trace of failing seeds")
+    p.add_argument("--trace", action="store_true", help="print all kept trace lines")
     p.add_argument("--bench", action="store_true", help="print proposals per CPU-second")
     p.add_argument("--bench-seconds", type=float, default=3.0)
     p.add_argument("--batch", type=int, default=100, help="proposals per batch (--bench)")

@@ -64,7 +64,10 @@ def test_every_acknowledged_write_survives_kill_9_exactly_once(node_factory: Nod
 def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(node_factory: NodeFactory) -> None:
     node = node_factory()
     node.execute("CREATE TABLE t (x)")
-    slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 3000000) SELECT count(*) FROM c"
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 3000000) "
+        "SELECT count(*) FROM c"
+    )
     result: dict[str, object] = {}
 
     def long_query() -> None:
