@@ -94,6 +94,9 @@ def run(cfg: config.NodeConfig) -> int:
         numthreads=HTTP_THREADS_MIN,
         max=HTTP_THREADS_MAX,
         server_name="rqlite-py",
+        # cheroot's default listen backlog (5) drops connection bursts into
+        # the kernel's 1-second SYN retry: keep a real backlog.
+        request_queue_size=1024,
         shutdown_timeout=SHUTDOWN_GRACE_S,
     )
     try:
