@@ -16,9 +16,10 @@ from types import FrameType
 from cheroot import wsgi
 
 from . import __version__, config
+from .cluster import JoinError
 from .http.app import create_app
 from .raft.types import NodeId
-from .store import Store, StoreConfig
+from .store import Store, StoreConfig, StoreError
 
 log = logging.getLogger("rqlite_py")
 
@@ -74,6 +75,12 @@ def run(cfg: config.NodeConfig) -> int:
         apply_timeout_s=cfg.raft_apply_timeout_s,
         foreign_keys=cfg.fk,
         max_readers=cfg.db_max_ro_conns,
+        raft_bind_addr=cfg.raft_addr,
+        join=cfg.join,
+        join_attempts=cfg.join_attempts,
+        join_interval_s=cfg.join_interval_s,
+        non_voter=cfg.raft_non_voter,
+        connect_timeout_s=min(cfg.cluster_connect_timeout_s, 5.0),
     )
     stop = threading.Event()
 
@@ -84,7 +91,11 @@ def run(cfg: config.NodeConfig) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    store = Store(store_cfg)
+    try:
+        store = Store(store_cfg)
+    except StoreError as e:
+        log.error("%s", e)
+        return 1
     app = create_app(
         store, max_body_bytes=cfg.http_max_body_bytes, allow_origin=cfg.http_allow_origin
     )
@@ -107,9 +118,24 @@ def run(cfg: config.NodeConfig) -> int:
         return 1
     serving = threading.Thread(target=server.serve, name="http", daemon=True)
     serving.start()
-    store.open()
-    log.info("node %s serving HTTP on %s, data in %s", cfg.node_id, cfg.http_addr, cfg.data_dir)
+    try:
+        store.open()
+        store.join()
+    except (OSError, JoinError) as e:
+        log.error("cannot start: %s", e)
+        server.stop()
+        store.close()
+        return 1
+    log.info(
+        "node %s serving HTTP on %s, Raft on %s, data in %s",
+        cfg.node_id,
+        cfg.http_addr,
+        cfg.raft_addr,
+        cfg.data_dir,
+    )
     stop.wait()
+    if cfg.raft_shutdown_stepdown and store.step_down(cfg.raft_election_timeout_s * 5):
+        log.info("handed leadership over before shutting down")
     server.stop()
     serving.join(SHUTDOWN_GRACE_S)
     store.close()

@@ -447,6 +447,11 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "fk",
         "db-max-ro-conns",
         "http-allow-origin",
+        "join",
+        "join-attempts",
+        "join-interval",
+        "raft-shutdown-stepdown",
+        "cluster-connect-timeout",
         "version",
     }
 )

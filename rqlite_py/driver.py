@@ -22,7 +22,18 @@ from dataclasses import dataclass
 from .fsm import StateMachine
 from .logstore import LogStore
 from .raft.core import Config, NotLeaderError, RaftCore, RaftError
-from .raft.types import NONE, Index, Message, NodeId, Ready, Role, Term
+from .raft.types import (
+    NONE,
+    ConfChange,
+    ConfState,
+    Index,
+    Message,
+    MsgType,
+    NodeId,
+    Ready,
+    Role,
+    Term,
+)
 from .results import Result
 
 log = logging.getLogger(__name__)
@@ -65,6 +76,7 @@ class RaftStatus:
     last_log_term: Term
     voters: tuple[NodeId, ...]
     learners: tuple[NodeId, ...]
+    conf: ConfState
     last_contact: float
     """time.monotonic() when this node last heard from (or was) the leader."""
 
@@ -83,12 +95,14 @@ class Driver:
         fsm: StateMachine,
         timing: Timing,
         send: Callable[[Message], None] | None = None,
+        on_conf_change: Callable[[ConfState], None] | None = None,
     ) -> None:
         self.node_id = node_id
         self.storage = storage
         self.fsm = fsm
         self.timing = timing
         self._send_fn = send
+        self._on_conf_change = on_conf_change
         cfg = Config(
             node_id, election_ticks=timing.election_ticks, heartbeat_ticks=timing.heartbeat_ticks
         )
@@ -158,6 +172,36 @@ class Driver:
     def step(self, m: Message) -> None:
         self._inbox.put(lambda: self.core.step(m))
 
+    def report_unreachable(self, node: NodeId) -> None:
+        self._inbox.put(lambda: self.core.report_unreachable(node))
+
+    def propose_conf_change(self, change: ConfChange) -> Future[tuple[Index, list[Result]]]:
+        """Completes once the configuration entry is applied here."""
+        fut: Future[tuple[Index, list[Result]]] = Future()
+
+        def do() -> None:
+            try:
+                index = self.core.propose_conf_change(change)
+            except RaftError as e:
+                fut.set_exception(e)
+                return
+            self._proposals[index] = _Proposal(self.core.term, fut)
+
+        self._submit(do, fut)
+        return fut
+
+    def transfer_leader(self, target: NodeId = NONE) -> Future[NodeId]:
+        fut: Future[NodeId] = Future()
+
+        def do() -> None:
+            try:
+                fut.set_result(self.core.transfer_leader(target))
+            except RaftError as e:
+                fut.set_exception(e)
+
+        self._submit(do, fut)
+        return fut
+
     def wait_applied(self, index: int, timeout_s: float) -> bool:
         with self._applied_cv:
             return self._applied_cv.wait_for(
@@ -181,6 +225,9 @@ class Driver:
             self._fail_all(ShutdownError("node is shutting down"))
 
     def _run(self) -> None:
+        conf = self.core.conf
+        if self._on_conf_change is not None:
+            self._on_conf_change(conf)
         tick_s = self.timing.tick_s
         next_tick = time.monotonic() + tick_s
         while self._running:
@@ -197,6 +244,10 @@ class Driver:
                 next_tick = max(next_tick + tick_s, now)
             while self.core.has_ready():
                 self._handle(self.core.ready())
+            if self.core.conf is not conf:
+                conf = self.core.conf
+                if self._on_conf_change is not None:
+                    self._on_conf_change(conf)
 
     def _handle(self, rd: Ready) -> None:
         was_leader = self.status.role is Role.LEADER
@@ -248,6 +299,11 @@ class Driver:
         self._reads_waiting_apply = still
 
     def _send(self, m: Message) -> None:
+        if m.type is MsgType.SNAPSHOT:
+            # Shipping snapshots arrives with log compaction (issue 5); until
+            # then the log is never compacted and no snapshot is needed.
+            self._inbox.put(lambda: self.core.report_snapshot(m.to, ok=False))
+            return
         if self._send_fn is not None:
             self._send_fn(m)
 
@@ -276,5 +332,6 @@ class Driver:
             last_log_term=c.log.last_term(),
             voters=c.conf.voters,
             learners=c.conf.learners,
+            conf=c.conf,
             last_contact=self._last_contact,
         )

@@ -10,6 +10,7 @@ import enum
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -17,14 +18,25 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from . import command, db, sql
+from .cluster import Cluster
 from .command import Command, Kind, Statement
 from .driver import Driver, RaftStatus, Timing
 from .fsm import StateMachine, remove_database_files
 from .logstore import LogStore
-from .raft.core import NotLeaderError
+from .raft.core import ConfChangeError, ConfChangePendingError, NotLeaderError, RaftError
 from .raft.storage import bootstrap_entry
-from .raft.types import ConfState, HardState, Index, NodeId, Role, Term
+from .raft.types import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    HardState,
+    Index,
+    NodeId,
+    Role,
+    Term,
+)
 from .results import Response, Result
+from .transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -113,6 +125,13 @@ class StoreConfig:
     apply_timeout_s: float = 10.0
     foreign_keys: bool = False
     max_readers: int = 256
+    raft_bind_addr: str = ""
+    """Where to listen for peers (default: raft_addr, the advertised one)."""
+    join: tuple[str, ...] = ()
+    join_attempts: int = 5
+    join_interval_s: float = 3.0
+    non_voter: bool = False
+    connect_timeout_s: float = 5.0
 
 
 class Store:
@@ -128,29 +147,162 @@ class Store:
             self.db_path, foreign_keys=cfg.foreign_keys, max_readers=cfg.max_readers
         )
         self.fsm = StateMachine(self.db)
-        if self.logstore.is_empty():
+        fresh = self.logstore.is_empty()
+        if fresh and not cfg.join:
             self._bootstrap()
+        # A fresh node with -join starts empty and learns everything from the
+        # leader; a restarted member needs no join at all.
+        self._needs_join = fresh and bool(cfg.join)
+        self.cluster = Cluster(cfg.node_id, cfg.raft_addr, cfg.http_addr, cfg.connect_timeout_s)
+        self.transport = Transport(
+            cfg.node_id,
+            cfg.raft_addr,
+            cfg.raft_bind_addr or cfg.raft_addr,
+            on_message=lambda m: self.driver.step(m),
+            on_call=self._on_call,
+            on_unreachable=lambda n: self.driver.report_unreachable(n),
+            connect_timeout_s=cfg.connect_timeout_s,
+        )
         timing = Timing.from_timeouts(cfg.heartbeat_timeout_s, cfg.election_timeout_s)
-        self.driver = Driver(cfg.node_id, self.logstore, self.fsm, timing)
+        self.driver = Driver(
+            cfg.node_id,
+            self.logstore,
+            self.fsm,
+            timing,
+            send=self.transport.send,
+            on_conf_change=lambda conf: self.transport.set_peers(dict(conf.addrs)),
+        )
+        if cfg.join and not fresh and self.driver.core.conf.voters == (cfg.node_id,):
+            raise StoreError(
+                "this node already runs its own single-node cluster; "
+                "it cannot join another (remove its data directory to join)"
+            )
         self.started_at = time.time()
+        self.stats: Counter[str] = Counter()
         # Not ready until the log committed before this start is re-applied,
         # so a freshly restarted node never serves a half-rebuilt database.
         self._startup_commit = self.logstore.hard_state().commit
 
     def _bootstrap(self) -> None:
-        conf = ConfState.of([self.cfg.node_id])
+        conf = ConfState.of([self.cfg.node_id], addrs={self.cfg.node_id: self.cfg.raft_addr})
         self.logstore.bootstrap(bootstrap_entry(conf), HardState(Term(1), commit=Index(1)))
         log.info("bootstrapped a single-node cluster as %s", self.cfg.node_id)
 
     def open(self) -> None:
+        self.transport.listen()
         self.driver.start()
         if self.driver.core.conf.voters == (self.cfg.node_id,):
             self.driver.campaign()  # alone: no need to wait for an election timeout
 
+    def join(self) -> None:
+        """Join the cluster named by -join, if this node is new to it."""
+        if self._needs_join:
+            self.cluster.join(
+                self.cfg.join,
+                self.cfg.join_attempts,
+                self.cfg.join_interval_s,
+                not self.cfg.non_voter,
+            )
+            self._needs_join = False
+
+    def step_down(self, timeout_s: float) -> bool:
+        """Hand leadership to another voter before stopping (-raft-shutdown-stepdown)."""
+        if not self.is_leader() or len(self.raft.voters) < 2:
+            return False
+        try:
+            self._wait(self.driver.transfer_leader(), timeout_s)
+        except (StoreError, RaftError) as e:
+            log.warning("leadership transfer before shutdown failed: %s", e)
+            return False
+        deadline = time.monotonic() + timeout_s
+        while self.is_leader() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self.is_leader()
+
     def close(self) -> None:
+        self.transport.stop()
         self.driver.stop()
         self.logstore.close()
         self.db.close()
+
+    # -- peers ------------------------------------------------------------------
+    def leader_raft_addr(self) -> str:
+        raft = self.raft
+        return raft.conf.addr(raft.leader) if raft.leader else ""
+
+    def leader_api_addr(self, timeout_s: float = 5.0) -> str:
+        """The leader's HTTP API URL (e.g. http://host:4001), or "" if unknown."""
+        raft = self.raft
+        if not raft.leader:
+            return ""
+        if raft.leader == self.cfg.node_id:
+            return f"http://{self.cfg.http_addr}"
+        addr = raft.conf.addr(raft.leader)
+        if not addr:
+            return ""
+        try:
+            return self.cluster.meta(addr, timeout_s).api_addr
+        except TransportError:
+            self.cluster.forget(addr)
+            return ""
+
+    def _on_call(self, request: dict[str, object]) -> dict[str, object]:
+        """Control calls from peers on the Raft port."""
+        op = request.get("op")
+        if op == "meta":
+            return self.cluster.own_meta()
+        if op in ("join", "remove"):
+            if not self.is_leader():
+                return {"error": "not leader", "leader": self.leader_raft_addr()}
+            node = request.get("id")
+            if not isinstance(node, str) or not node:
+                return {"error": "missing node id"}
+            if op == "remove":
+                self.remove(NodeId(node))
+                return {"ok": True}
+            addr, voter = request.get("addr"), request.get("voter", True)
+            if not isinstance(addr, str) or not isinstance(voter, bool):
+                return {"error": "join needs a Raft address and a voter flag"}
+            self.add(NodeId(node), addr, voter)
+            return {"ok": True}
+        return {"error": f"unknown call {op!r}"}
+
+    def add(self, node: NodeId, addr: str, voter: bool) -> None:
+        """Add (or re-add) a node, idempotently: the same id and address is a
+        no-op; the same id or the same address replaces the old member."""
+        conf = self.raft.conf
+        if conf.addr(node) == addr and (
+            (voter and node in conf.voters) or (not voter and node in conf.learners)
+        ):
+            self.stats["num_ignored_joins"] += 1
+            return
+        stale = [n for n, a in conf.addrs if a == addr and n != node]
+        if conf.is_member(node) and conf.addr(node) != addr:
+            stale.append(node)
+        for old in stale:
+            self.stats["num_removed_before_joins"] += 1
+            self.remove(old)
+        kind = ConfChangeType.ADD_VOTER if voter else ConfChangeType.ADD_LEARNER
+        self._change(ConfChange(kind, node, addr))
+
+    def remove(self, node: NodeId) -> None:
+        if not self.raft.conf.is_member(node):
+            raise StoreError(f"node {node} is not a member of the cluster")
+        self._change(ConfChange(ConfChangeType.REMOVE, node))
+
+    def _change(self, change: ConfChange) -> None:
+        """One membership change, retried while another is still committing."""
+        deadline = time.monotonic() + self.cfg.apply_timeout_s
+        while True:
+            try:
+                self._wait(self.driver.propose_conf_change(change))
+                return
+            except ConfChangePendingError as e:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"timed out changing membership: {e}") from e
+                time.sleep(0.05)
+            except ConfChangeError as e:
+                raise StoreError(str(e)) from e
 
     # -- state ------------------------------------------------------------------
     @property

@@ -12,8 +12,8 @@ from ..results import Response as DbResponse
 from ..store import Level, ReadOptions, SqlOptions, Store
 from . import body, params
 from .encoding import encode_response, go_json
-from .errors import JSON
 from .params import ParamError, QueryParams
+from .responses import JSON
 
 bp = Blueprint("db", __name__)
 
@@ -32,7 +32,7 @@ def _statements(p: QueryParams, *, allow_text: bool) -> list[Statement]:
         if p.q is None:
             raise body.BodyError("no statements")
         return [Statement(p.q)]
-    data = request.get_data(cache=False)
+    data = request.get_data()  # cached: a follower may forward it to the leader
     if allow_text and (request.content_type or "").startswith("text/plain"):
         return body.parse_text(data)
     return body.parse_json(data)

@@ -13,26 +13,13 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..driver import ShutdownError
-from ..results import Response as DbResponse
 from ..store import LeaderNotFoundError, NotLeaderHere, StoreError
+from . import forward
 from .body import BodyError
-from .encoding import encode_error_text, encode_response
 from .params import ParamError
+from .responses import json_error, text_error
 
 log = logging.getLogger(__name__)
-
-JSON = "application/json; charset=utf-8"
-TEXT = "text/plain; charset=utf-8"
-
-
-def text_error(message: str, status: int) -> Response:
-    return Response(encode_error_text(message), status=status, content_type=TEXT)
-
-
-def json_error(message: str) -> Response:
-    pretty = "pretty" in request.args
-    body = encode_response(DbResponse(error=message), pretty=pretty)
-    return Response(body, status=200, content_type=JSON)
 
 
 def register(app: Flask) -> None:
@@ -51,9 +38,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(NotLeaderHere)
     def not_leader(e: NotLeaderHere) -> Response:
-        # Forwarding to the leader arrives with clusters; until then a
-        # follower cannot serve leader-bound requests.
-        return text_error("leader not found", 503)
+        return forward.to_leader()
 
     @app.errorhandler(ShutdownError)
     def shutting_down(e: ShutdownError) -> Response:

@@ -13,10 +13,12 @@ from flask import Blueprint, Response, current_app, request
 
 from .. import __version__
 from ..command import Statement
+from ..raft.types import NodeId
 from ..store import Store
+from ..transport import TransportError
 from . import params
 from .encoding import go_json
-from .errors import JSON, TEXT, text_error
+from .responses import JSON, TEXT, text_error
 
 bp = Blueprint("status", __name__)
 
@@ -51,17 +53,30 @@ def _rfc3339(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def node_object(store: Store, node_id: str) -> dict[str, object]:
-    """rqlite's node object (http/nodes.go) for this node; other nodes'
-    addresses and reachability arrive with clusters."""
+def node_object(store: Store, node_id: str, timeout_s: float = 5.0) -> dict[str, object]:
+    """rqlite's node object (http/nodes.go). Reachability is live: other
+    nodes are asked for their metadata over the Raft port."""
     raft = store.raft
+    is_self = node_id == store.cfg.node_id
+    addr = raft.conf.addr(NodeId(node_id)) or (store.cfg.raft_addr if is_self else "")
     start = time.perf_counter()
-    reachable = node_id == store.cfg.node_id and store.driver.fatal is None
+    error = ""
+    api_addr = ""
+    if is_self:
+        api_addr = f"http://{store.cfg.http_addr}"
+        reachable = store.driver.fatal is None
+    else:
+        try:
+            api_addr = store.cluster.meta(addr, timeout_s, fresh=True).api_addr
+            reachable = True
+        except TransportError as e:
+            reachable = False
+            error = "timeout waiting for node to respond" if "timed out" in str(e) else str(e)
     elapsed = time.perf_counter() - start
     obj: dict[str, object] = {
         "id": node_id,
-        "api_addr": f"http://{store.cfg.http_addr}" if node_id == store.cfg.node_id else "",
-        "addr": store.cfg.raft_addr if node_id == store.cfg.node_id else node_id,
+        "api_addr": api_addr,
+        "addr": addr,
         "version": f"v{__version__}",
         "voter": node_id in raft.voters,
         "reachable": reachable,
@@ -69,8 +84,8 @@ def node_object(store: Store, node_id: str) -> dict[str, object]:
         "time": elapsed,
         "time_s": go_duration(elapsed),
     }
-    if not reachable:
-        obj["error"] = "node is not reachable"
+    if error:
+        obj["error"] = error
     return obj
 
 
@@ -216,7 +231,7 @@ def nodes() -> Response:
     p = params.parse(request.args.to_dict(flat=True))
     store = _store()
     ids = list(store.raft.voters) + (list(store.raft.learners) if p.nonvoters else [])
-    objs = [node_object(store, n) for n in sorted(ids)]
+    objs = [node_object(store, n, p.timeout_s or 5.0) for n in sorted(ids)]
     if p.ver == "2":
         return _json({"nodes": objs}, p.pretty)
     return _json({o["id"]: {k: v for k, v in o.items() if k != "id"} for o in objs}, p.pretty)
@@ -228,7 +243,7 @@ def leader() -> Response:
     store = _store()
     if not store.raft.leader:
         return text_error("leader not found", 503)
-    return _json(node_object(store, store.raft.leader), p.pretty)
+    return _json(node_object(store, store.raft.leader, p.timeout_s or 5.0), p.pretty)
 
 
 @bp.route("/debug/vars", methods=["GET"])

@@ -58,7 +58,11 @@ class ProposalDroppedError(RaftError):
 
 
 class ConfChangeError(RaftError):
-    """A membership change that cannot be made now, or at all."""
+    """A membership change that cannot be made at all."""
+
+
+class ConfChangePendingError(ConfChangeError):
+    """A membership change that cannot be made yet: retry shortly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,11 +211,11 @@ class RaftCore:
         if self.lead_transferee:
             raise ProposalDroppedError(f"leadership transfer to {self.lead_transferee} in progress")
         if self._conf_history and self._conf_history[-1][0] > self.log.committed:
-            raise ConfChangeError("a configuration change is already in progress")
+            raise ConfChangePendingError("a configuration change is already in progress")
         if self.log.term(self.log.committed) != self.term:
             # The dissertation's fix to single-server changes (§4.1, bug
             # note): a new leader must commit an entry of its term first.
-            raise ConfChangeError("leader has not yet committed an entry in its term")
+            raise ConfChangePendingError("leader has not yet committed an entry in its term")
         new_conf = _apply_change(self.conf, change)
         return self._append(EntryType.CONFIG, new_conf.encode())
 
@@ -849,4 +853,9 @@ def _apply_change(conf: ConfState, change: ConfChange) -> ConfState:
         raise ConfChangeError(f"{change.node_id} is not a member")
     if not voters:
         raise ConfChangeError("a configuration needs at least one voter")
-    return ConfState.of(voters, learners)
+    addrs = dict(conf.addrs)
+    if change.type is ConfChangeType.REMOVE:
+        addrs.pop(change.node_id, None)
+    elif change.address:
+        addrs[change.node_id] = change.address
+    return ConfState.of(voters, learners, addrs)

@@ -74,6 +74,9 @@ class ConfState:
 
     voters: tuple[NodeId, ...] = ()
     learners: tuple[NodeId, ...] = ()
+    addrs: tuple[tuple[NodeId, str], ...] = ()
+    """Each member's Raft address, sorted by id. The core only carries it,
+    so that every node learns where its peers are from the log itself."""
 
     def __post_init__(self) -> None:
         if tuple(sorted(self.voters)) != self.voters or tuple(sorted(self.learners)) != (
@@ -85,11 +88,22 @@ class ConfState:
 
     @staticmethod
     def of(
-        voters: list[str] | tuple[str, ...], learners: list[str] | tuple[str, ...] = ()
+        voters: list[str] | tuple[str, ...],
+        learners: list[str] | tuple[str, ...] = (),
+        addrs: dict[str, str] | None = None,
     ) -> ConfState:
+        members = set(voters) | set(learners)
         return ConfState(
-            tuple(sorted(NodeId(v) for v in voters)), tuple(sorted(NodeId(v) for v in learners))
+            tuple(sorted(NodeId(v) for v in voters)),
+            tuple(sorted(NodeId(v) for v in learners)),
+            tuple(sorted((NodeId(k), v) for k, v in (addrs or {}).items() if k in members)),
         )
+
+    def addr(self, node: NodeId) -> str:
+        for n, a in self.addrs:
+            if n == node:
+                return a
+        return ""
 
     def members(self) -> tuple[NodeId, ...]:
         return tuple(sorted(self.voters + self.learners))
@@ -101,12 +115,15 @@ class ConfState:
         return node in self.voters or node in self.learners
 
     def encode(self) -> bytes:
-        return json.dumps({"voters": list(self.voters), "learners": list(self.learners)}).encode()
+        obj: dict[str, object] = {"voters": list(self.voters), "learners": list(self.learners)}
+        if self.addrs:
+            obj["addrs"] = dict(self.addrs)
+        return json.dumps(obj).encode()
 
     @staticmethod
     def decode(data: bytes) -> ConfState:
         obj = json.loads(data)
-        return ConfState.of(obj["voters"], obj["learners"])
+        return ConfState.of(obj["voters"], obj["learners"], obj.get("addrs"))
 
 
 class ConfChangeType(enum.Enum):
@@ -121,6 +138,8 @@ class ConfChangeType(enum.Enum):
 class ConfChange:
     type: ConfChangeType
     node_id: NodeId
+    address: str = ""
+    """The node's Raft address (adds only; empty keeps the one known)."""
 
 
 @dataclass(frozen=True, slots=True)
