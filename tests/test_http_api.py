@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from rqlite_py.http.app import create_app
 from rqlite_py.raft.types import NodeId
 from rqlite_py.store import Store, StoreConfig
+from tests.system.node import free_port
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
         StoreConfig(
             data_dir=str(tmp_path / "node"),
             node_id=NodeId("n1"),
-            raft_addr="127.0.0.1:4002",
+            raft_addr=f"127.0.0.1:{free_port()}",
             http_addr="127.0.0.1:4001",
         )
     )

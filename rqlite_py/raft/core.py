@@ -141,6 +141,7 @@ class RaftCore:
         # Leader state.
         self.prs: dict[NodeId, Progress] = {}
         self.lead_transferee: NodeId = NONE
+        self._transfer_elapsed = 0
         self._votes: dict[NodeId, bool] = {}
         self._pending_reads: list[_PendingRead] = []
         self._reads_awaiting_commit: list[int] = []
@@ -245,7 +246,7 @@ class RaftCore:
         if self.lead_transferee == target:
             return target
         self.lead_transferee = target
-        self.election_elapsed = 0  # the transfer is abandoned after an election timeout
+        self._transfer_elapsed = 0  # the transfer is abandoned after an election timeout
         if self.prs[target].match == self.log.last_index():
             self._send(Message(MsgType.TIMEOUT_NOW, self.id, target, self.term))
         else:
@@ -472,12 +473,17 @@ class RaftCore:
         self.role = Role.CANDIDATE
 
     def _become_leader(self) -> None:
+        # The votes just won are the only recent evidence of who is alive:
+        # counting everyone as active would let a leader cut off right after
+        # its election keep leading for two election timeouts.
+        granted = {n for n, ok in self._votes.items() if ok}
         self._reset(self.term)
         self.role = Role.LEADER
         self.leader = self.id
         last = self.log.last_index()
         for node in self.conf.members():
             self.prs[node] = self._new_progress(Index(last + 1))
+            self.prs[node].recent_active = node in granted
         self.prs[self.id] = self._new_progress(Index(last + 1))
         self.prs[self.id].match = self.log.last_stable_index()
         self.prs[self.id].recent_active = True
@@ -487,7 +493,7 @@ class RaftCore:
 
     def _new_progress(self, next_: Index) -> Progress:
         pr = Progress(match=Index(0), next=next_, max_inflight=self.config.max_inflight)
-        pr.recent_active = True  # fresh leader: give everyone a full timeout
+        pr.recent_active = True  # a new member: give it a full timeout
         return pr
 
     def _require_leader(self) -> None:
@@ -506,6 +512,11 @@ class RaftCore:
     def _tick_leader(self) -> None:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        if self.lead_transferee:
+            # Its own clock: transfers must not postpone CheckQuorum.
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= self.config.election_ticks:
+                self.lead_transferee = NONE
         if self.election_elapsed >= self.config.election_ticks:
             self.election_elapsed = 0
             if self.config.check_quorum and not self._quorum_active():
@@ -513,7 +524,6 @@ class RaftCore:
                 # steps down instead of serving stale reads indefinitely.
                 self._become_follower(self.term, NONE)
                 return
-            self.lead_transferee = NONE
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             self._bcast_heartbeat(self._read_seq if self._pending_reads else 0)
