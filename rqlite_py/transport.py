@@ -71,7 +71,7 @@ def call(addr: str, request: dict[str, object], timeout_s: float) -> dict[str, o
     try:
         with socket.create_connection(split_addr(addr), timeout=timeout_s) as sock:
             sock.settimeout(timeout_s)
-            sock.sendall(wire.frame(wire.KIND_CALL, wire.encode_json(request)))
+            sock.sendall(wire.PREAMBLE + wire.frame(wire.KIND_CALL, wire.encode_json(request)))
             got = read_frame(sock)
     except (OSError, wire.WireError) as e:
         raise TransportError(f"{addr}: {e}") from e
@@ -128,7 +128,7 @@ class _Peer:
                     )
                     self.sock.settimeout(self.transport.send_timeout_s)
                     self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    self.sock.sendall(self.transport.hello)
+                    self.sock.sendall(wire.PREAMBLE + self.transport.hello)
                 data = b"".join(wire.frame(wire.KIND_RAFT, wire.encode_message(m)) for m in batch)
                 self.sock.sendall(data)
                 backoff = 0.05
@@ -236,6 +236,8 @@ class Transport:
         sock.settimeout(IDLE_TIMEOUT_S)
         try:
             with sock:
+                if _recv_exactly(sock, len(wire.PREAMBLE)) != wire.PREAMBLE:
+                    raise wire.WireError("not a rqlite-py peer (bad preamble)")
                 while not self._stopping:
                     got = read_frame(sock)
                     if got is None:

@@ -31,6 +31,11 @@ from .raft.types import (
     Term,
 )
 
+PREAMBLE = b"RQPY/1\r\n"
+"""Every connection to the Raft port starts with this. Wrong ports show up
+at once: an HTTP server answers the line with an HTTP error, and the Raft
+port drops a connection that does not start with it."""
+
 KIND_RAFT = 1
 KIND_CALL = 2
 KIND_ANSWER = 3

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.node import Node
+from tests.system.node import LocalCluster, Node
 
 NodeFactory = Callable[..., Node]
 
@@ -38,3 +38,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
+
+
+@pytest.fixture
+def cluster3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path, 3)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            for n in c.nodes:
+                print(f"--- log of {n.node_id} ---\n{n.logs()}")

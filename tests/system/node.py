@@ -18,10 +18,18 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, never the same one twice in a process."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 20.0) -> None:
@@ -130,3 +138,68 @@ class Node:
 
 def env_without_pythonpath() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+FAST = ("-raft-heartbeat-timeout", "500ms", "-raft-election-timeout", "500ms")
+"""Short timeouts so that elections in tests take a fraction of a second."""
+
+
+class LocalCluster:
+    """N real nodes on loopback: the first bootstraps, the others -join it."""
+
+    def __init__(self, base: Path, size: int, *extra: str) -> None:
+        self.nodes: list[Node] = []
+        for i in range(1, size + 1):
+            self.nodes.append(Node(base / f"n{i}", *FAST, *extra, node_id=f"n{i}"))
+        for n in self.nodes[1:]:
+            n.extra += ["-join", f"127.0.0.1:{self.nodes[0].raft_port}"]
+
+    def start(self) -> LocalCluster:
+        self.nodes[0].start()
+        for n in self.nodes[1:]:
+            n.start(wait=False)
+        for n in self.nodes:
+            n.wait_ready()
+        self.wait_members(len(self.nodes))
+        return self
+
+    def wait_members(self, count: int, timeout_s: float = 30.0) -> None:
+        def all_agree() -> bool:
+            for n in self.alive():
+                try:
+                    status = n.get("/status", timeout=2).json()["store"]
+                except (requests.RequestException, ValueError):
+                    return False
+                if len(status["nodes"]) != count or not status["leader"]["node_id"]:
+                    return False
+            return True
+
+        wait_for(f"{count} members everywhere", all_agree, timeout_s)
+
+    def alive(self) -> list[Node]:
+        return [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+
+    def leader(self, timeout_s: float = 30.0) -> Node:
+        found: list[Node] = []
+
+        def one_leader() -> bool:
+            found.clear()
+            for n in self.alive():
+                try:
+                    state = n.get("/status?key=store.raft.state", timeout=2).json()
+                except (requests.RequestException, ValueError):
+                    continue
+                if state == "Leader":
+                    found.append(n)
+            return len(found) == 1
+
+        wait_for("a single leader", one_leader, timeout_s)
+        return found[0]
+
+    def followers(self) -> list[Node]:
+        leader = self.leader()
+        return [n for n in self.alive() if n is not leader]
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()

@@ -1,0 +1,164 @@
+"""Three (and four) real nodes on loopback: election, forwarding, read
+levels, failover and restarts."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import requests
+
+from tests.system.node import FAST, LocalCluster, Node, wait_for
+
+
+def rows(node: Node, sql: str, level: str = "weak") -> list[list[object]]:
+    body = node.query(sql, f"?level={level}")
+    assert "error" not in body["results"][0], body
+    return body["results"][0].get("values", [])
+
+
+def test_cluster_forms_and_every_node_serves(cluster3: LocalCluster) -> None:
+    leader = cluster3.leader()
+    nodes = leader.get("/nodes?ver=2").json()["nodes"]
+    assert [n["id"] for n in nodes] == ["n1", "n2", "n3"]
+    assert all(n["reachable"] and n["voter"] for n in nodes)
+    assert sum(n["leader"] for n in nodes) == 1
+    cluster3.nodes[0].execute("CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)")
+    for i, n in enumerate(cluster3.nodes):  # writes through every node
+        r = n.execute(["INSERT INTO foo(name) VALUES(?)", f"via-{n.node_id}"], params="?raft_index")
+        assert r["results"][0]["rows_affected"] == 1 and r["raft_index"] > 0, (i, r)
+    for n in cluster3.nodes:
+        for level in ("weak", "linearizable", "strong"):
+            assert len(rows(n, "SELECT * FROM foo", level)) == 3
+        wait_for(
+            f"{n.node_id} to apply", lambda n=n: len(rows(n, "SELECT * FROM foo", "none")) == 3
+        )
+
+
+def test_follower_redirects_when_asked(cluster3: LocalCluster) -> None:
+    leader = cluster3.leader()
+    follower = cluster3.followers()[0]
+    r = follower.post("/db/execute?redirect", json=["CREATE TABLE t (x)"], allow_redirects=False)
+    assert r.status_code == 301
+    assert r.headers["Location"] == f"{leader.url}/db/execute?redirect"
+
+
+def test_kill_leader_under_write_load_loses_nothing(cluster3: LocalCluster) -> None:
+    cluster3.nodes[0].execute("CREATE TABLE w (n INTEGER NOT NULL)")
+    acked: list[int] = []
+    stop = threading.Event()
+
+    def writer(node: Node, first: int) -> None:
+        s = requests.Session()
+        i = first
+        while not stop.is_set():
+            try:
+                r = s.post(
+                    node.url + "/db/execute", json=[["INSERT INTO w(n) VALUES(?)", i]], timeout=5
+                )
+                if r.status_code == 200 and "error" not in r.text:
+                    acked.append(i)
+            except requests.RequestException:
+                pass
+            i += 3
+
+    old = cluster3.leader()
+    survivors = [n for n in cluster3.nodes if n is not old]
+    threads = [threading.Thread(target=writer, args=(n, k)) for k, n in enumerate(survivors)]
+    for t in threads:
+        t.start()
+    wait_for("writes before the crash", lambda: len(acked) >= 50)
+    old.kill()
+    before = len(acked)
+    wait_for("writes acknowledged by a new leader", lambda: len(acked) >= before + 50, 30)
+    new = cluster3.leader()
+    assert new is not old
+    stop.set()
+    for t in threads:
+        t.join(10)
+    have = [v[0] for v in rows(new, "SELECT n FROM w", "strong")]
+    assert len(have) == len(set(have)), "a write was applied twice"
+    missing = set(acked) - set(have)
+    assert not missing, f"acknowledged writes lost: {sorted(missing)[:10]}"
+    old.start()  # the old leader comes back and catches up
+    wait_for(
+        "the old leader to catch up",
+        lambda: sorted(v[0] for v in rows(old, "SELECT n FROM w", "none")) == sorted(have),
+        30,
+    )
+
+
+def test_whole_cluster_restart_keeps_everything(cluster3: LocalCluster) -> None:
+    cluster3.nodes[1].execute(
+        "CREATE TABLE t (x)", *[["INSERT INTO t VALUES(?)", i] for i in range(20)]
+    )
+    for n in cluster3.nodes:
+        n.stop()
+    for n in cluster3.nodes:
+        n.start(wait=False)
+    for n in cluster3.nodes:
+        n.wait_ready()
+    cluster3.leader()
+    for n in cluster3.nodes:
+        wait_for(f"{n.node_id} data", lambda n=n: len(rows(n, "SELECT x FROM t", "none")) == 20)
+
+
+def test_isolated_leader_never_answers_linearizable_reads(cluster3: LocalCluster) -> None:
+    leader = cluster3.leader()
+    leader.execute("CREATE TABLE t (x)", ["INSERT INTO t VALUES(?)", 1])
+    others = [n for n in cluster3.nodes if n is not leader]
+    for n in others:
+        assert n.proc is not None
+        n.proc.send_signal(signal.SIGSTOP)
+    try:
+        r = leader.get(
+            "/db/query",
+            params={"q": "SELECT x FROM t", "level": "linearizable", "linearizable_timeout": "1s"},
+            timeout=20,
+        )
+        assert r.status_code != 200 or "error" in r.json(), r.text
+    finally:
+        for n in others:
+            n.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+    cluster3.leader()
+
+
+def test_fourth_node_joins_and_catches_up(cluster3: LocalCluster, tmp_path: Path) -> None:
+    cluster3.nodes[0].execute(
+        "CREATE TABLE t (x)", *[["INSERT INTO t VALUES(?)", i] for i in range(50)]
+    )
+    n4 = Node(
+        tmp_path / "n4", *FAST, "-join", f"127.0.0.1:{cluster3.nodes[1].raft_port}", node_id="n4"
+    )
+    cluster3.nodes.append(n4)
+    n4.start()
+    cluster3.wait_members(4)
+    wait_for("n4 to catch up", lambda: len(rows(n4, "SELECT x FROM t", "none")) == 50, 30)
+    assert n4.get("/nodes").json()["n4"]["voter"] is True
+
+
+def test_join_with_an_http_address_is_a_clear_error(cluster3: LocalCluster, tmp_path: Path) -> None:
+    bad = Node(
+        tmp_path / "bad",
+        *FAST,
+        "-join",
+        f"127.0.0.1:{cluster3.nodes[0].http_port}",
+        "-join-attempts",
+        "1",
+        node_id="bad",
+    )
+    bad.start(wait=False)
+    assert bad.proc is not None
+    assert bad.proc.wait(30) == 1
+    assert "Raft address" in bad.logs()
+
+
+def test_garbage_on_the_raft_port_is_survived(cluster3: LocalCluster) -> None:
+    import socket
+
+    for payload in (b"\x00" * 64, b"\xff\xff\xff\xff\x01garbage", b"GET / HTTP/1.1\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", cluster3.nodes[0].raft_port), timeout=5) as s:
+            s.sendall(payload)
+    cluster3.nodes[0].execute("CREATE TABLE ok (x)")
+    assert len(cluster3.leader().get("/nodes").json()) == 3
