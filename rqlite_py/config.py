@@ -452,6 +452,7 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "join-interval",
         "raft-shutdown-stepdown",
         "cluster-connect-timeout",
+        "raft-non-voter",
         "version",
     }
 )

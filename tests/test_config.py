@@ -526,9 +526,8 @@ def test_validate_catches_directly_built_configs() -> None:
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
-        (["-join", "a:4002"], "join"),
+        (["-bootstrap-expect", "3", "-join", "a:4002,b:4002"], "bootstrap-expect"),
         (["-raft-snap", "100"], "raft-snap"),
-        (["-raft-shutdown-stepdown=false"], "raft-shutdown-stepdown"),
         (["-write-queue-tx"], "write-queue-tx"),
         (["-auth", "users.json"], "auth"),
         (["-raft-commit-timeout", "10ms"], "raft-commit-timeout"),
@@ -569,7 +568,7 @@ def test_one_warning_per_flag_in_command_line_order() -> None:
 def test_implemented_flags_are_real_flags() -> None:
     assert IMPLEMENTED_FLAGS.issubset(flag_names())
     assert "http-max-body-bytes" in IMPLEMENTED_FLAGS
-    assert "join" not in IMPLEMENTED_FLAGS
+    assert "auth" not in IMPLEMENTED_FLAGS
 
 
 # --------------------------------------------------------------------------
