@@ -79,6 +79,8 @@ class RaftStatus:
     conf: ConfState
     last_contact: float
     """time.monotonic() when this node last heard from (or was) the leader."""
+    caught_up_at: float
+    """time.monotonic() when this node last had applied all it knew committed."""
 
 
 @dataclass(slots=True)
@@ -115,6 +117,7 @@ class Driver:
         self._running = False
         self._thread = threading.Thread(target=self._loop, name=f"raft-{node_id}", daemon=True)
         self._last_contact = time.monotonic()
+        self._caught_up_at = self._last_contact
         self._applied_cv = threading.Condition()
         self.status = self._snapshot_status()
         self.fatal: BaseException | None = None
@@ -267,8 +270,11 @@ class Driver:
             if fut is not None:
                 self._reads_waiting_apply.append((rs.index, fut))
         self.core.advance(rd)
+        now = time.monotonic()
         if rd.soft_state.leader != NONE:
-            self._last_contact = time.monotonic()
+            self._last_contact = now
+        if self.fsm.applied_index >= self.core.log.committed:
+            self._caught_up_at = now
         self.status = self._snapshot_status()
         self._serve_reads()
         if was_leader and rd.soft_state.role is not Role.LEADER:
@@ -334,4 +340,5 @@ class Driver:
             learners=c.conf.learners,
             conf=c.conf,
             last_contact=self._last_contact,
+            caught_up_at=self._caught_up_at,
         )

@@ -26,6 +26,7 @@ from .logstore import LogStore
 from .raft.core import ConfChangeError, ConfChangePendingError, NotLeaderError, RaftError
 from .raft.storage import bootstrap_entry
 from .raft.types import (
+    NONE,
     ConfChange,
     ConfChangeType,
     ConfState,
@@ -204,6 +205,14 @@ class Store:
                 not self.cfg.non_voter,
             )
             self._needs_join = False
+
+    def transfer_leadership(self, target: NodeId = NONE) -> NodeId:
+        """Start a transfer on the leader (forwarded there otherwise)."""
+        self._require_leader()
+        try:
+            return self._wait(self.driver.transfer_leader(target))
+        except RaftError as e:
+            raise StoreError(str(e)) from e
 
     def step_down(self, timeout_s: float) -> bool:
         """Hand leadership to another voter before stopping (-raft-shutdown-stepdown)."""
@@ -404,7 +413,9 @@ class Store:
         status = self.raft
         if not status.leader or time.monotonic() - status.last_contact > read.freshness_s:
             raise StaleReadError()
-        if read.freshness_strict and status.applied_index < status.commit_index:
+        # Strict: the data itself must be fresh too. It is as old as the last
+        # moment this node had applied everything it knew to be committed.
+        if read.freshness_strict and time.monotonic() - status.caught_up_at > read.freshness_s:
             raise StaleReadError()
 
     # -- helpers ----------------------------------------------------------------

@@ -6,7 +6,7 @@ from flask import Flask, Response, redirect, request
 
 from .. import __version__
 from ..store import Store
-from . import db_api, errors, status_api
+from . import cluster_api, db_api, errors, status_api
 from .stats import HttpStats
 
 VERSION_HEADER = f"v{__version__}"
@@ -19,6 +19,7 @@ def create_app(store: Store, *, max_body_bytes: int = 64 << 20, allow_origin: st
     app.extensions["stats"] = HttpStats()
     app.register_blueprint(db_api.bp)
     app.register_blueprint(status_api.bp)
+    app.register_blueprint(cluster_api.bp)
     errors.register(app)
 
     @app.route("/")

@@ -162,3 +162,87 @@ def test_garbage_on_the_raft_port_is_survived(cluster3: LocalCluster) -> None:
             s.sendall(payload)
     cluster3.nodes[0].execute("CREATE TABLE ok (x)")
     assert len(cluster3.leader().get("/nodes").json()) == 3
+
+
+def test_leadership_transfer_via_post_leader(cluster3: LocalCluster) -> None:
+    old = cluster3.leader()
+    target = next(n for n in cluster3.nodes if n is not old)
+    follower = next(n for n in cluster3.nodes if n is not old and n is not target)
+    # Sent to a follower: forwarded to the leader, which hands over to target.
+    r = follower.post("/leader?wait", json={"id": target.node_id})
+    assert r.status_code == 200, r.text
+    assert cluster3.leader() is target
+    assert target.get("/leader").json()["id"] == target.node_id
+
+
+def test_none_reads_with_freshness_on_a_follower(cluster3: LocalCluster) -> None:
+    leader = cluster3.leader()
+    leader.execute("CREATE TABLE t (x)", ["INSERT INTO t VALUES(?)", 1])
+    follower = cluster3.followers()[0]
+    wait_for("the follower to apply", lambda: rows(follower, "SELECT x FROM t", "none") == [[1]])
+    fresh = follower.query("SELECT x FROM t", "?level=none&freshness=5s")
+    assert fresh["results"][0]["values"] == [[1]]
+    others = [n for n in cluster3.nodes if n is not follower]
+    for n in others:  # the follower loses contact with everyone
+        n.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+    try:
+
+        def stale() -> bool:
+            body = follower.query("SELECT x FROM t", "?level=none&freshness=300ms")
+            return body == {"results": [], "error": "stale read"}
+
+        wait_for("the follower to report a stale read", stale, 10)
+        # Without a freshness bound, `none` still reads locally with no leader.
+        assert rows(follower, "SELECT x FROM t", "none") == [[1]]
+    finally:
+        for n in others:
+            n.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+    cluster3.leader()
+
+
+def test_joins_are_idempotent_and_replace_changed_members(cluster3: LocalCluster) -> None:
+    from rqlite_py.transport import call
+
+    leader = cluster3.leader()
+    n3 = cluster3.nodes[2]
+    same = {"op": "join", "id": "n3", "addr": f"127.0.0.1:{n3.raft_port}", "voter": True}
+    assert call(f"127.0.0.1:{leader.raft_port}", same, 5) == {"ok": True}
+    assert leader.get("/nodes").json().keys() == {"n1", "n2", "n3"}
+    # Asked of a follower: the answer names the leader instead.
+    follower = cluster3.followers()[0]
+    answer = call(f"127.0.0.1:{follower.raft_port}", same, 5)
+    assert answer["leader"] == f"127.0.0.1:{leader.raft_port}"
+
+
+def test_single_node_with_data_refuses_to_join_another(
+    cluster3: LocalCluster, tmp_path: Path
+) -> None:
+    lone = Node(tmp_path / "lone", *FAST, node_id="lone").start()
+    lone.execute("CREATE TABLE mine (x)")
+    lone.stop()
+    lone.extra += ["-join", f"127.0.0.1:{cluster3.nodes[0].raft_port}"]
+    lone.start(wait=False)
+    assert lone.proc is not None and lone.proc.wait(30) == 1
+    assert "cannot join another" in lone.logs()
+
+
+def test_non_voter_receives_everything_and_does_not_vote(
+    cluster3: LocalCluster, tmp_path: Path
+) -> None:
+    ro = Node(
+        tmp_path / "ro",
+        *FAST,
+        "-raft-non-voter",
+        "-join",
+        f"127.0.0.1:{cluster3.nodes[0].raft_port}",
+        node_id="ro",
+    )
+    cluster3.nodes.append(ro)
+    ro.start()
+    cluster3.nodes[0].execute("CREATE TABLE t (x)", ["INSERT INTO t VALUES(?)", 7])
+    wait_for("the non-voter to apply", lambda: rows(ro, "SELECT x FROM t", "none") == [[7]])
+    assert rows(ro, "SELECT x FROM t", "auto") == [[7]]  # auto = none on a non-voter
+    nodes = cluster3.nodes[0].get("/nodes?nonvoters").json()
+    assert nodes["ro"]["voter"] is False and "ro" not in cluster3.nodes[0].get("/nodes").json()
+    ro.execute(["INSERT INTO t VALUES(?)", 8])  # writes are forwarded
+    assert len(rows(cluster3.leader(), "SELECT x FROM t", "strong")) == 2

@@ -1,0 +1,41 @@
+"""Cluster operations: leadership transfer (POST /leader)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Blueprint, Response, current_app, request
+
+from ..raft.types import NONE, NodeId
+from ..store import Store
+from . import params
+from .body import BodyError
+
+bp = Blueprint("cluster", __name__)
+
+
+@bp.route("/leader", methods=["POST"])
+def transfer_leadership() -> Response:
+    """Hand leadership to `{"id": ...}` or to the most up-to-date voter;
+    with `?wait`, answer once this node has seen the new leader."""
+    p = params.parse(request.args.to_dict(flat=True))
+    store: Store = current_app.extensions["store"]
+    target = NONE
+    data = request.get_data()
+    if data.strip():
+        try:
+            obj = json.loads(data)
+        except ValueError as e:
+            raise BodyError("invalid JSON body") from e
+        if not isinstance(obj, dict) or not isinstance(obj.get("id", ""), str):
+            raise BodyError("invalid request")
+        target = NodeId(obj.get("id", ""))
+    chosen = store.transfer_leadership(target)
+    if p.wait:
+        deadline = time.monotonic() + (p.timeout_s or 30.0)
+        while store.raft.leader != chosen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if store.raft.leader != chosen:
+            return Response(b"leadership transfer timed out\n", status=503)
+    return Response(b"", status=200)
