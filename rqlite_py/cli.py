@@ -81,6 +81,8 @@ def run(cfg: config.NodeConfig) -> int:
         join_interval_s=cfg.join_interval_s,
         non_voter=cfg.raft_non_voter,
         connect_timeout_s=min(cfg.cluster_connect_timeout_s, 5.0),
+        bootstrap_expect=cfg.bootstrap_expect,
+        bootstrap_expect_timeout_s=cfg.bootstrap_expect_timeout_s,
     )
     stop = threading.Event()
 

@@ -453,6 +453,8 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "raft-shutdown-stepdown",
         "cluster-connect-timeout",
         "raft-non-voter",
+        "bootstrap-expect",
+        "bootstrap-expect-timeout",
         "version",
     }
 )

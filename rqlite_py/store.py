@@ -6,9 +6,11 @@ the log (rqlite rewrites non-determinism on the node that receives it).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -18,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from . import command, db, sql
-from .cluster import Cluster
+from .cluster import Cluster, JoinError
 from .command import Command, Kind, Statement
 from .driver import Driver, RaftStatus, Timing
 from .fsm import StateMachine, remove_database_files
@@ -37,7 +39,7 @@ from .raft.types import (
     Term,
 )
 from .results import Response, Result
-from .transport import Transport, TransportError
+from .transport import Transport, TransportError, call
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -133,6 +135,8 @@ class StoreConfig:
     join_interval_s: float = 3.0
     non_voter: bool = False
     connect_timeout_s: float = 5.0
+    bootstrap_expect: int = 0
+    bootstrap_expect_timeout_s: float = 120.0
 
 
 class Store:
@@ -164,15 +168,9 @@ class Store:
             on_unreachable=lambda n: self.driver.report_unreachable(n),
             connect_timeout_s=cfg.connect_timeout_s,
         )
-        timing = Timing.from_timeouts(cfg.heartbeat_timeout_s, cfg.election_timeout_s)
-        self.driver = Driver(
-            cfg.node_id,
-            self.logstore,
-            self.fsm,
-            timing,
-            send=self.transport.send,
-            on_conf_change=lambda conf: self.transport.set_peers(dict(conf.addrs)),
-        )
+        self._notified: dict[NodeId, str] = {}
+        self._notified_lock = threading.Lock()
+        self.driver = self._make_driver()
         if cfg.join and not fresh and self.driver.core.conf.voters == (cfg.node_id,):
             raise StoreError(
                 "this node already runs its own single-node cluster; "
@@ -184,6 +182,17 @@ class Store:
         # so a freshly restarted node never serves a half-rebuilt database.
         self._startup_commit = self.logstore.hard_state().commit
 
+    def _make_driver(self) -> Driver:
+        timing = Timing.from_timeouts(self.cfg.heartbeat_timeout_s, self.cfg.election_timeout_s)
+        return Driver(
+            self.cfg.node_id,
+            self.logstore,
+            self.fsm,
+            timing,
+            send=self.transport.send,
+            on_conf_change=lambda conf: self.transport.set_peers(dict(conf.addrs)),
+        )
+
     def _bootstrap(self) -> None:
         conf = ConfState.of([self.cfg.node_id], addrs={self.cfg.node_id: self.cfg.raft_addr})
         self.logstore.bootstrap(bootstrap_entry(conf), HardState(Term(1), commit=Index(1)))
@@ -191,20 +200,60 @@ class Store:
 
     def open(self) -> None:
         self.transport.listen()
+        if self._needs_join and self.cfg.bootstrap_expect:
+            return  # join() starts Raft once the cluster exists (or is made here)
+        self._start_raft()
+
+    def _start_raft(self) -> None:
         self.driver.start()
         if self.driver.core.conf.voters == (self.cfg.node_id,):
             self.driver.campaign()  # alone: no need to wait for an election timeout
 
     def join(self) -> None:
         """Join the cluster named by -join, if this node is new to it."""
-        if self._needs_join:
-            self.cluster.join(
-                self.cfg.join,
-                self.cfg.join_attempts,
-                self.cfg.join_interval_s,
-                not self.cfg.non_voter,
-            )
-            self._needs_join = False
+        if not self._needs_join:
+            return
+        cfg = self.cfg
+        if cfg.bootstrap_expect:
+            self._join_or_bootstrap()
+        else:
+            self.cluster.join(cfg.join, cfg.join_attempts, cfg.join_interval_s, not cfg.non_voter)
+        self._needs_join = False
+
+    def _join_or_bootstrap(self) -> None:
+        """-bootstrap-expect N: join the cluster if one exists; otherwise tell
+        every target we are here, and once N nodes have met, bootstrap a
+        cluster of all of them. Nodes that bootstrap together write the
+        same first entry, so it does not matter how many of them do."""
+        cfg = self.cfg
+        with self._notified_lock:
+            self._notified[cfg.node_id] = cfg.raft_addr
+        deadline = time.monotonic() + cfg.bootstrap_expect_timeout_s
+        hello = {"op": "notify", "id": cfg.node_id, "addr": cfg.raft_addr}
+        while time.monotonic() < deadline:
+            try:
+                self.cluster.join(cfg.join, 1, 0.0, not cfg.non_voter)
+                self._start_raft()
+                return
+            except JoinError:
+                pass
+            for target in cfg.join:
+                with contextlib.suppress(TransportError):
+                    call(target, hello, cfg.connect_timeout_s)
+            with self._notified_lock:
+                known = dict(self._notified)
+            if len(known) >= cfg.bootstrap_expect:
+                conf = ConfState.of(list(known), addrs=known)
+                self.logstore.bootstrap(bootstrap_entry(conf), HardState(Term(1), commit=Index(1)))
+                log.info("bootstrapped a cluster of %s", ", ".join(sorted(known)))
+                self.driver = self._make_driver()
+                self._start_raft()
+                return
+            time.sleep(cfg.join_interval_s)
+        raise JoinError(
+            f"bootstrap-expect {cfg.bootstrap_expect}: no cluster formed within "
+            f"{cfg.bootstrap_expect_timeout_s:g}s"
+        )
 
     def transfer_leadership(self, target: NodeId = NONE) -> NodeId:
         """Start a transfer on the leader (forwarded there otherwise)."""
@@ -260,6 +309,13 @@ class Store:
         op = request.get("op")
         if op == "meta":
             return self.cluster.own_meta()
+        if op == "notify":
+            node, addr = request.get("id"), request.get("addr")
+            if not isinstance(node, str) or not isinstance(addr, str) or not node:
+                return {"error": "notify needs a node id and a Raft address"}
+            with self._notified_lock:
+                self._notified[NodeId(node)] = addr
+            return {"ok": True}
         if op in ("join", "remove"):
             if not self.is_leader():
                 return {"error": "not leader", "leader": self.leader_raft_addr()}

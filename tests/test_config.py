@@ -526,7 +526,7 @@ def test_validate_catches_directly_built_configs() -> None:
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
-        (["-bootstrap-expect", "3", "-join", "a:4002,b:4002"], "bootstrap-expect"),
+        (["-disco-mode", "dns", "-bootstrap-expect", "3"], "disco-mode"),
         (["-raft-snap", "100"], "raft-snap"),
         (["-write-queue-tx"], "write-queue-tx"),
         (["-auth", "users.json"], "auth"),

@@ -154,6 +154,12 @@ class LocalCluster:
         for n in self.nodes[1:]:
             n.extra += ["-join", f"127.0.0.1:{self.nodes[0].raft_port}"]
 
+    @classmethod
+    def of(cls, nodes: list[Node]) -> LocalCluster:
+        c = cls.__new__(cls)
+        c.nodes = nodes
+        return c
+
     def start(self) -> LocalCluster:
         self.nodes[0].start()
         for n in self.nodes[1:]:

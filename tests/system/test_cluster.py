@@ -246,3 +246,32 @@ def test_non_voter_receives_everything_and_does_not_vote(
     assert nodes["ro"]["voter"] is False and "ro" not in cluster3.nodes[0].get("/nodes").json()
     ro.execute(["INSERT INTO t VALUES(?)", 8])  # writes are forwarded
     assert len(rows(cluster3.leader(), "SELECT x FROM t", "strong")) == 2
+
+
+def test_bootstrap_expect_forms_one_cluster(tmp_path: Path) -> None:
+    nodes = [Node(tmp_path / f"b{i}", *FAST, node_id=f"b{i}") for i in range(1, 4)]
+    targets = ",".join(f"127.0.0.1:{n.raft_port}" for n in nodes)
+    for n in nodes:
+        n.extra += ["-bootstrap-expect", "3", "-join", targets, "-join-interval", "200ms"]
+    c = LocalCluster.of(nodes)
+    try:
+        for n in nodes:
+            n.start(wait=False)
+        for n in nodes:
+            n.wait_ready(30)
+        c.wait_members(3)
+        leader = c.leader()
+        leader.execute("CREATE TABLE t (x)", ["INSERT INTO t VALUES(?)", 1])
+        for n in nodes:
+            wait_for(
+                f"{n.node_id} to apply", lambda n=n: rows(n, "SELECT x FROM t", "none") == [[1]]
+            )
+        # Restarted with the same flags, they come back as the same cluster.
+        c.stop()
+        for n in nodes:
+            n.start(wait=False)
+        for n in nodes:
+            n.wait_ready(30)
+        assert rows(c.leader(), "SELECT x FROM t", "strong") == [[1]]
+    finally:
+        c.stop()
