@@ -275,3 +275,76 @@ def test_bootstrap_expect_forms_one_cluster(tmp_path: Path) -> None:
         assert rows(c.leader(), "SELECT x FROM t", "strong") == [[1]]
     finally:
         c.stop()
+
+
+def test_a_member_that_never_answers_does_not_stop_the_cluster(cluster3: LocalCluster) -> None:
+    """A peer that accepts connections and never reads: its queue is bounded
+    and the others keep a quorum (3 of 4)."""
+    import socket
+
+    from rqlite_py.transport import call
+
+    hole = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never reads
+    try:
+        leader = cluster3.leader()
+        ghost = {
+            "op": "join",
+            "id": "ghost",
+            "addr": f"127.0.0.1:{hole.getsockname()[1]}",
+            "voter": True,
+        }
+        assert call(f"127.0.0.1:{leader.raft_port}", ghost, 10) == {"ok": True}
+        leader.execute("CREATE TABLE t (x)")
+        for i in range(200):
+            leader.execute(["INSERT INTO t VALUES(?)", "x" * 1000 + str(i)])
+        assert rows(leader, "SELECT count(*) FROM t", "linearizable") == [[200]]
+        nodes = leader.get("/nodes?timeout=1s").json()
+        assert nodes["ghost"]["reachable"] is False and nodes["ghost"]["error"]
+    finally:
+        hole.close()
+
+
+def test_rolling_restart_under_write_load_loses_nothing(cluster3: LocalCluster) -> None:
+    cluster3.nodes[0].execute("CREATE TABLE w (n INTEGER NOT NULL)")
+    acked: list[int] = []
+    stop = threading.Event()
+
+    def writer(k: int) -> None:
+        s = requests.Session()
+        i = k
+        while not stop.is_set():
+            for n in cluster3.alive():
+                try:
+                    r = s.post(
+                        n.url + "/db/execute?retries=2",
+                        json=[["INSERT INTO w(n) VALUES(?)", i]],
+                        timeout=5,
+                    )
+                except requests.ConnectionError as e:
+                    if "refused" in str(e):
+                        continue  # never reached that node: safe to try the next
+                    break  # it may have been applied: never send it twice
+                except requests.RequestException:
+                    break
+                if r.status_code == 200 and '"rows_affected":1' in r.text:
+                    acked.append(i)
+                break
+            i += 2
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for n in cluster3.nodes:  # one at a time, SIGTERM then start again
+            before = len(acked)
+            n.stop()
+            n.start()
+            cluster3.wait_members(3)
+            wait_for("writes to continue", lambda before=before: len(acked) >= before + 20, 30)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    have = [v[0] for v in rows(cluster3.leader(), "SELECT n FROM w", "strong")]
+    assert len(have) == len(set(have))
+    assert not set(acked) - set(have)
