@@ -348,3 +348,53 @@ def test_rolling_restart_under_write_load_loses_nothing(cluster3: LocalCluster) 
     have = [v[0] for v in rows(cluster3.leader(), "SELECT n FROM w", "strong")]
     assert len(have) == len(set(have))
     assert not set(acked) - set(have)
+
+
+def test_same_node_id_from_a_new_address_replaces_the_member(
+    cluster3: LocalCluster, tmp_path: Path
+) -> None:
+    old = cluster3.nodes[2]
+    if cluster3.leader() is old:
+        cluster3.leader().post("/leader?wait", json={"id": "n1"})
+    new = Node(
+        tmp_path / "n3-new",
+        *FAST,
+        "-join",
+        f"127.0.0.1:{cluster3.nodes[0].raft_port}",
+        node_id="n3",
+    )
+    new.start()
+    old.stop()  # the replaced process is no longer a member
+    cluster3.nodes[2] = new
+    cluster3.wait_members(3)
+    nodes = cluster3.leader().get("/nodes").json()
+    assert nodes["n3"]["addr"] == f"127.0.0.1:{new.raft_port}" and nodes["n3"]["reachable"]
+    cluster3.nodes[0].execute("CREATE TABLE t (x)", ["INSERT INTO t VALUES(?)", 1])
+    wait_for("the new n3 to apply", lambda: rows(new, "SELECT x FROM t", "none") == [[1]])
+
+
+def test_sigterm_on_the_leader_hands_leadership_over(cluster3: LocalCluster) -> None:
+    old = cluster3.leader()
+    assert old.terminate() == 0
+    assert "handed leadership over" in old.logs()
+    new = cluster3.leader(timeout_s=5)
+    assert new is not old
+    new.execute("CREATE TABLE after (x)")
+
+
+def test_no_quorum_means_leader_not_found(cluster3: LocalCluster) -> None:
+    leader = cluster3.leader()
+    survivor = next(n for n in cluster3.nodes if n is not leader)
+    for n in cluster3.nodes:
+        if n is not survivor:
+            n.kill()
+
+    def no_leader() -> bool:
+        r = survivor.post("/db/execute", json=["CREATE TABLE t (x)"], timeout=10)
+        return (r.status_code, r.text) == (503, "leader not found\n")
+
+    wait_for("writes to be refused with 503", no_leader, 15)
+    assert survivor.get("/leader").status_code == 503
+    r = survivor.get("/readyz")
+    assert r.status_code == 503 and "leader does not exist" in r.text
+    assert survivor.get("/readyz?noleader").status_code == 200
