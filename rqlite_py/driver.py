@@ -142,11 +142,18 @@ class Driver:
 
     def propose(self, data: bytes) -> Future[tuple[Index, list[Result]]]:
         """Completes with (index, results) once the entry is applied here."""
+        return self._append(lambda: self.core.propose(data))
+
+    def propose_conf_change(self, change: ConfChange) -> Future[tuple[Index, list[Result]]]:
+        """Completes once the configuration entry is applied here."""
+        return self._append(lambda: self.core.propose_conf_change(change))
+
+    def _append(self, append: Callable[[], Index]) -> Future[tuple[Index, list[Result]]]:
         fut: Future[tuple[Index, list[Result]]] = Future()
 
         def do() -> None:
             try:
-                index = self.core.propose(data)
+                index = append()
             except RaftError as e:
                 fut.set_exception(e)
                 return
@@ -177,21 +184,6 @@ class Driver:
 
     def report_unreachable(self, node: NodeId) -> None:
         self._inbox.put(lambda: self.core.report_unreachable(node))
-
-    def propose_conf_change(self, change: ConfChange) -> Future[tuple[Index, list[Result]]]:
-        """Completes once the configuration entry is applied here."""
-        fut: Future[tuple[Index, list[Result]]] = Future()
-
-        def do() -> None:
-            try:
-                index = self.core.propose_conf_change(change)
-            except RaftError as e:
-                fut.set_exception(e)
-                return
-            self._proposals[index] = _Proposal(self.core.term, fut)
-
-        self._submit(do, fut)
-        return fut
 
     def transfer_leader(self, target: NodeId = NONE) -> Future[NodeId]:
         fut: Future[NodeId] = Future()
