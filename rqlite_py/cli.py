@@ -83,6 +83,8 @@ def run(cfg: config.NodeConfig) -> int:
         connect_timeout_s=min(cfg.cluster_connect_timeout_s, 5.0),
         bootstrap_expect=cfg.bootstrap_expect,
         bootstrap_expect_timeout_s=cfg.bootstrap_expect_timeout_s,
+        snap_threshold=cfg.raft_snap,
+        trailing_logs=cfg.raft_snap + cfg.raft_snap // 4,
     )
     stop = threading.Event()
 

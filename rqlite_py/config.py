@@ -455,6 +455,7 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "raft-non-voter",
         "bootstrap-expect",
         "bootstrap-expect-timeout",
+        "raft-snap",
         "version",
     }
 )

@@ -9,8 +9,10 @@ completed once their entry is applied (or their read may be served).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import os
 import queue
 import random
 import threading
@@ -32,9 +34,11 @@ from .raft.types import (
     NodeId,
     Ready,
     Role,
+    SnapshotMeta,
     Term,
 )
 from .results import Result
+from .snapshots import SnapshotError, SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,10 @@ class Driver:
         timing: Timing,
         send: Callable[[Message], None] | None = None,
         on_conf_change: Callable[[ConfState], None] | None = None,
+        snapshots: SnapshotStore | None = None,
+        send_snapshot: Callable[[Message, str, Callable[[bool], None]], None] | None = None,
+        snap_threshold: int = 0,
+        trailing_logs: int = 0,
     ) -> None:
         self.node_id = node_id
         self.storage = storage
@@ -105,6 +113,13 @@ class Driver:
         self.timing = timing
         self._send_fn = send
         self._on_conf_change = on_conf_change
+        self.snapshots = snapshots
+        self._send_snapshot = send_snapshot
+        self.snap_threshold = snap_threshold
+        self.trailing_logs = trailing_logs
+        self._incoming: dict[int, str] = {}
+        self.num_snapshots = 0
+        self.num_restores = 0
         cfg = Config(
             node_id, election_ticks=timing.election_ticks, heartbeat_ticks=timing.heartbeat_ticks
         )
@@ -182,6 +197,28 @@ class Driver:
     def step(self, m: Message) -> None:
         self._inbox.put(lambda: self.core.step(m))
 
+    def receive_snapshot(self, m: Message, path: str) -> None:
+        """A snapshot file arrived with its SNAPSHOT message."""
+
+        def do() -> None:
+            assert m.snapshot is not None
+            old = self._incoming.pop(m.snapshot.index, None)
+            if old is not None and old != path:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(old)
+            self._incoming[m.snapshot.index] = path
+            self.core.step(m)
+
+        self._inbox.put(do)
+
+    def snapshot(self, trailing_logs: int | None = None) -> Future[int]:
+        """Snapshot now (POST /snapshot); completes with the snapshot's index,
+        or 0 when nothing was applied since the last one."""
+        fut: Future[int] = Future()
+        keep = self.trailing_logs if trailing_logs is None else trailing_logs
+        self._submit(lambda: fut.set_result(self._take_snapshot(keep)), fut)
+        return fut
+
     def report_unreachable(self, node: NodeId) -> None:
         self._inbox.put(lambda: self.core.report_unreachable(node))
 
@@ -239,6 +276,8 @@ class Driver:
                 next_tick = max(next_tick + tick_s, now)
             while self.core.has_ready():
                 self._handle(self.core.ready())
+            if self.snap_threshold and self._entries_since_snapshot() >= self.snap_threshold:
+                self._take_snapshot(self.trailing_logs)
             if self.core.conf is not conf:
                 conf = self.core.conf
                 if self._on_conf_change is not None:
@@ -249,7 +288,7 @@ class Driver:
         for m in rd.messages:
             self._send(m)
         if rd.snapshot is not None:
-            raise RaftError("installing a snapshot from the leader is not supported yet")
+            self._install_snapshot(rd.snapshot)
         self.storage.save(rd.entries, rd.hard_state)
         for m in rd.messages_after_persist:
             self._send(m)
@@ -298,12 +337,60 @@ class Driver:
 
     def _send(self, m: Message) -> None:
         if m.type is MsgType.SNAPSHOT:
-            # Shipping snapshots arrives with log compaction (issue 5); until
-            # then the log is never compacted and no snapshot is needed.
-            self._inbox.put(lambda: self.core.report_snapshot(m.to, ok=False))
-            return
-        if self._send_fn is not None:
+            self._ship_snapshot(m)
+        elif self._send_fn is not None:
             self._send_fn(m)
+
+    # -- snapshots ----------------------------------------------------------------
+    def _entries_since_snapshot(self) -> int:
+        return self.fsm.applied_index - self.storage.snapshot_meta().index
+
+    def _take_snapshot(self, trailing_logs: int) -> int:
+        """Snapshot the state machine at its applied index and compact the
+        log, keeping `trailing_logs` entries for followers that lag a little."""
+        if self.snapshots is None:
+            return 0
+        index = Index(self.fsm.applied_index)
+        if index <= self.storage.snapshot_meta().index:
+            return 0
+        start = time.monotonic()
+        meta = self.core.snapshot_meta(index)
+        tmp = self.snapshots.tmp_path(meta)
+        self.fsm.snapshot_to(tmp)
+        self.snapshots.commit(meta, tmp)
+        self.storage.set_snapshot(meta)
+        self.storage.compact(Index(max(index - trailing_logs, self.storage.first_index() - 1)))
+        self.snapshots.reap()
+        self.num_snapshots += 1
+        log.info("snapshot at %d in %.3fs", index, time.monotonic() - start)
+        return index
+
+    def _ship_snapshot(self, m: Message) -> None:
+        assert m.snapshot is not None
+        to = m.to
+        try:
+            if self.snapshots is None or self._send_snapshot is None:
+                raise SnapshotError("no snapshot store")
+            path = self.snapshots.find(m.snapshot).path
+        except SnapshotError as e:
+            log.warning("cannot send snapshot to %s: %s", to, e)
+            self._inbox.put(lambda: self.core.report_snapshot(to, ok=False))
+            return
+        self._send_snapshot(
+            m, path, lambda ok: self._inbox.put(lambda: self.core.report_snapshot(to, ok))
+        )
+
+    def _install_snapshot(self, meta: SnapshotMeta) -> None:
+        """The leader's snapshot replaces our state machine and log."""
+        path = self._incoming.pop(meta.index, None)
+        if path is None or self.snapshots is None:
+            raise RaftError(f"snapshot {meta.index} to install was never received")
+        self.fsm.restore_from(path, meta.index, meta.conf)
+        self.snapshots.commit(meta, path)  # keep it: it is our latest snapshot now
+        self.storage.apply_snapshot(meta)
+        self.snapshots.reap()
+        self.num_restores += 1
+        log.info("installed the leader's snapshot at %d", meta.index)
 
     def _fail_all(self, err: Exception) -> None:
         for p in self._proposals.values():

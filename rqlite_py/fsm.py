@@ -15,6 +15,8 @@ import logging
 import os
 from collections.abc import Sequence
 
+import apsw
+
 from . import command, db
 from .raft.types import ConfState, Entry, EntryType
 from .results import Result
@@ -39,6 +41,28 @@ class StateMachine:
         self.db = database
         self.applied_index = 0
         self.conf = ConfState()
+
+    def snapshot_to(self, path: str) -> None:
+        """Copy the database as it stands (this thread owns the writer, so
+        nothing changes during the copy) into a new file at `path`."""
+        dest = apsw.Connection(path)
+        try:
+            with dest.backup("main", self.db.writer, "main") as b:
+                b.step()
+        finally:
+            dest.close()
+
+    def restore_from(self, path: str, index: int, conf: ConfState) -> None:
+        """Replace the whole database with the snapshot file at `path`.
+        Readers see the old database or the new one, never a mix."""
+        src = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            with self.db.writer.backup("main", src, "main") as b:
+                b.step()
+        finally:
+            src.close()
+        self.applied_index = index
+        self.conf = conf
 
     def apply(self, entries: Sequence[Entry]) -> list[list[Result]]:
         """Apply entries in order; one result list per entry."""

@@ -162,6 +162,42 @@ class LogStore:
         if hard_state is not None:
             self._hard = hard_state
 
+    def set_snapshot(self, meta: SnapshotMeta) -> None:
+        """Record that a snapshot of the state machine exists at meta.index."""
+        with self._lock, self._db:
+            self._put("snapshot", _encode_snap(meta))
+        self._snap = meta
+
+    def compact(self, index: Index) -> None:
+        """Discard entries up to and including `index` (keeping its term)."""
+        if index <= self._base_index:
+            return
+        if index > self._last:
+            raise LogStoreError(f"compact {index} beyond last index {self._last}")
+        term = self.term(index)
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM log WHERE idx <= ?", (index,))
+            self._put("base", [index, term])
+        self._base_index, self._base_term = index, term
+        for i in [k for k in self._cache if k <= index]:
+            del self._cache[i]
+
+    def apply_snapshot(self, meta: SnapshotMeta) -> None:
+        """Replace the log with a snapshot received from the leader."""
+        hs = self._hard
+        if hs.commit < meta.index:
+            hs = HardState(hs.term, hs.vote, meta.index)
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM log")
+            self._put("base", [meta.index, meta.term])
+            self._put("snapshot", _encode_snap(meta))
+            self._put("hard_state", {"term": hs.term, "vote": hs.vote, "commit": hs.commit})
+        self._cache.clear()
+        self._base_index, self._base_term = meta.index, meta.term
+        self._last = meta.index
+        self._snap = meta
+        self._hard = hs
+
     def bootstrap(self, entry: Entry, hard_state: HardState) -> None:
         self.save((entry,), hard_state)
 
@@ -177,6 +213,16 @@ class LogStore:
             return 0
 
 
+def _encode_snap(meta: SnapshotMeta) -> dict[str, object]:
+    return {
+        "index": meta.index,
+        "term": meta.term,
+        "voters": list(meta.conf.voters),
+        "learners": list(meta.conf.learners),
+        "addrs": dict(meta.conf.addrs),
+    }
+
+
 def _decode_snap(text: str | None) -> SnapshotMeta:
     if not text:
         return SnapshotMeta()
@@ -184,5 +230,5 @@ def _decode_snap(text: str | None) -> SnapshotMeta:
     return SnapshotMeta(
         Index(obj["index"]),
         Term(obj["term"]),
-        ConfState.of(obj["voters"], obj["learners"]),
+        ConfState.of(obj["voters"], obj["learners"], obj.get("addrs")),
     )

@@ -10,6 +10,7 @@ import contextlib
 import enum
 import logging
 import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -39,6 +40,7 @@ from .raft.types import (
     Term,
 )
 from .results import Response, Result
+from .snapshots import SnapshotStore
 from .transport import Transport, TransportError, call
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,10 @@ class StoreConfig:
     connect_timeout_s: float = 5.0
     bootstrap_expect: int = 0
     bootstrap_expect_timeout_s: float = 120.0
+    snap_threshold: int = 8192
+    """Snapshot after this many entries are applied since the last (-raft-snap)."""
+    trailing_logs: int = 10240
+    """Entries kept after a snapshot for followers that lag a little."""
 
 
 class Store:
@@ -145,13 +151,26 @@ class Store:
         os.makedirs(cfg.data_dir, exist_ok=True)
         self.db_path = os.path.join(cfg.data_dir, "db.sqlite")
         self.logstore = LogStore(os.path.join(cfg.data_dir, "raft.db"))
-        # The database is derived from the log: rebuilt on every start, so
-        # whatever a crash left in it is never applied twice (fsm.py).
+        self.snapshots = SnapshotStore(os.path.join(cfg.data_dir, "snapshots"))
+        self.staging_dir = os.path.join(cfg.data_dir, "incoming")
+        shutil.rmtree(self.staging_dir, ignore_errors=True)
+        os.makedirs(self.staging_dir)
+        # The database is derived from the latest snapshot and the log after
+        # it: rebuilt on every start, so whatever a crash left in the file is
+        # never applied twice (fsm.py).
         remove_database_files(self.db_path)
+        snap = self.logstore.snapshot_meta()
+        if snap.index:
+            snap_file = self.snapshots.find(snap)
+            self.snapshots.verify(snap_file)
+            shutil.copyfile(snap_file.path, self.db_path)
         self.db = db.Database(
             self.db_path, foreign_keys=cfg.foreign_keys, max_readers=cfg.max_readers
         )
         self.fsm = StateMachine(self.db)
+        self.fsm.applied_index = snap.index
+        self.fsm.conf = snap.conf
+        self.restored_at_start = bool(snap.index)
         fresh = self.logstore.is_empty()
         if fresh and not cfg.join:
             self._bootstrap()
@@ -166,6 +185,8 @@ class Store:
             on_message=lambda m: self.driver.step(m),
             on_call=self._on_call,
             on_unreachable=lambda n: self.driver.report_unreachable(n),
+            on_snapshot=lambda m, path: self.driver.receive_snapshot(m, path),
+            staging_dir=self.staging_dir,
             connect_timeout_s=cfg.connect_timeout_s,
         )
         self._notified: dict[NodeId, str] = {}
@@ -191,6 +212,10 @@ class Store:
             timing,
             send=self.transport.send,
             on_conf_change=lambda conf: self.transport.set_peers(dict(conf.addrs)),
+            snapshots=self.snapshots,
+            send_snapshot=self.transport.send_snapshot,
+            snap_threshold=self.cfg.snap_threshold,
+            trailing_logs=self.cfg.trailing_logs,
         )
 
     def _bootstrap(self) -> None:
@@ -254,6 +279,13 @@ class Store:
             f"bootstrap-expect {cfg.bootstrap_expect}: no cluster formed within "
             f"{cfg.bootstrap_expect_timeout_s:g}s"
         )
+
+    def snapshot(self, trailing_logs: int | None = None) -> int:
+        """Snapshot now and compact the log; 0 when there is nothing new."""
+        return self._wait(self.driver.snapshot(trailing_logs))
+
+    def reap_snapshots(self) -> int:
+        return self.snapshots.reap()
 
     def transfer_leadership(self, target: NodeId = NONE) -> NodeId:
         """Start a transfer on the leader (forwarded there otherwise)."""

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
 
-from . import wire
+from . import snapshots, wire
 from .raft.types import Message, NodeId
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ QUEUE_MAX = 4096
 IDLE_TIMEOUT_S = 300.0
 """An inbound connection silent this long is closed."""
 BACKOFF_MAX_S = 1.0
+SNAPSHOT_CHUNK = 1 << 20
 
 
 class TransportError(Exception):
@@ -159,6 +162,8 @@ class Transport:
         on_message: Callable[[Message], None],
         on_call: Callable[[dict[str, object]], dict[str, object]],
         on_unreachable: Callable[[NodeId], None],
+        on_snapshot: Callable[[Message, str], None] | None = None,
+        staging_dir: str = "",
         connect_timeout_s: float = 5.0,
         send_timeout_s: float = 5.0,
     ) -> None:
@@ -172,6 +177,8 @@ class Transport:
         self.on_message = on_message
         self.on_call = on_call
         self.on_unreachable = on_unreachable
+        self.on_snapshot = on_snapshot
+        self.staging_dir = staging_dir
         self.connect_timeout_s = connect_timeout_s
         self.send_timeout_s = send_timeout_s
         self._peers: dict[NodeId, _Peer] = {}
@@ -245,6 +252,9 @@ class Transport:
                     kind, payload = got
                     if kind == wire.KIND_HELLO:
                         self._introduce(wire.decode_json(payload))
+                    elif kind == wire.KIND_SNAPSHOT:
+                        answer = self._receive_snapshot(sock, wire.decode_json(payload))
+                        sock.sendall(wire.frame(wire.KIND_ANSWER, wire.encode_json(answer)))
                     elif kind == wire.KIND_RAFT:
                         m = wire.decode_message(payload)
                         if m.to == self.node_id:
@@ -259,6 +269,66 @@ class Transport:
             log.warning("dropping a connection that sent a bad frame: %s", e)
         except OSError:
             pass
+
+    # -- snapshots ----------------------------------------------------------------
+    def send_snapshot(self, m: Message, path: str, done: Callable[[bool], None]) -> None:
+        """Stream the snapshot file at `path` with its SNAPSHOT message to
+        m.to, on a connection of its own; `done(ok)` reports the outcome."""
+        addr = {**self._learned, **self._conf_addrs}.get(m.to, "")
+
+        def stream() -> None:
+            ok = False
+            try:
+                size = os.path.getsize(path)
+                header = {"size": size, "sha256": snapshots.file_sha256(path)}
+                with socket.create_connection(split_addr(addr), self.connect_timeout_s) as sock:
+                    sock.settimeout(max(self.send_timeout_s, 30.0))
+                    sock.sendall(
+                        wire.PREAMBLE
+                        + self.hello
+                        + wire.frame(wire.KIND_SNAPSHOT, wire.encode_json(header))
+                        + wire.frame(wire.KIND_RAFT, wire.encode_message(m))
+                    )
+                    with open(path, "rb") as f:
+                        while chunk := f.read(SNAPSHOT_CHUNK):
+                            sock.sendall(wire.frame(wire.KIND_CHUNK, chunk))
+                    got = read_frame(sock)
+                    ok = got is not None and bool(wire.decode_json(got[1]).get("ok"))
+            except (OSError, TransportError, wire.WireError) as e:
+                log.warning("sending snapshot %d to %s failed: %s", m.snapshot.index, m.to, e)  # type: ignore[union-attr]
+            done(ok)
+
+        threading.Thread(target=stream, name=f"snapshot-{m.to}", daemon=True).start()
+
+    def _receive_snapshot(
+        self, sock: socket.socket, header: dict[str, object]
+    ) -> dict[str, object]:
+        size, digest = header.get("size"), header.get("sha256")
+        if not isinstance(size, int) or size < 0 or not isinstance(digest, str):
+            raise wire.WireError("bad snapshot header")
+        got = read_frame(sock)
+        if got is None or got[0] != wire.KIND_RAFT:
+            raise wire.WireError("snapshot without its message")
+        m = wire.decode_message(got[1])
+        if m.snapshot is None or m.to != self.node_id or self.on_snapshot is None:
+            raise wire.WireError("not a snapshot for this node")
+        fd, tmp = tempfile.mkstemp(dir=self.staging_dir or None, suffix=".snapshot.tmp")
+        received = 0
+        with os.fdopen(fd, "wb") as f:
+            while received < size:
+                chunk = read_frame(sock)
+                if chunk is None or chunk[0] != wire.KIND_CHUNK:
+                    os.remove(tmp)
+                    raise wire.WireError("snapshot stream ended early")
+                f.write(chunk[1])
+                received += len(chunk[1])
+            f.flush()
+            os.fsync(f.fileno())
+        if received != size or snapshots.file_sha256(tmp) != digest:
+            os.remove(tmp)
+            return {"error": "snapshot corrupted in transit"}
+        self.on_snapshot(m, tmp)
+        return {"ok": True}
 
     def _introduce(self, hello: dict[str, object]) -> None:
         node, addr = hello.get("id"), hello.get("addr")

@@ -7,6 +7,9 @@
     kind 4  = hello (JSON: the sender's id and Raft address), first on a Raft
               connection, so that a node new to the cluster can answer the
               leader before the log has told it where the leader is
+    kind 5  = a snapshot follows (JSON: size, sha256), then one kind 1 frame
+              (the SNAPSHOT message), then kind 6 frames of file data until
+              `size` bytes; answered by one kind 3 frame
 
 Raft messages are binary because they carry every log entry a follower
 receives. Decoding checks every length against the bytes present, so a
@@ -40,6 +43,8 @@ KIND_RAFT = 1
 KIND_CALL = 2
 KIND_ANSWER = 3
 KIND_HELLO = 4
+KIND_SNAPSHOT = 5
+KIND_CHUNK = 6
 MAX_FRAME_BYTES = 256 << 20
 """Larger frames are refused: appends are split well below this."""
 
@@ -65,7 +70,7 @@ def read_frame_header(header: bytes) -> tuple[int, int]:
     length, kind = _FRAME.unpack(header)
     if length < 1 or length > MAX_FRAME_BYTES:
         raise WireError(f"frame of {length} bytes")
-    if kind not in (KIND_RAFT, KIND_CALL, KIND_ANSWER, KIND_HELLO):
+    if not KIND_RAFT <= kind <= KIND_CHUNK:
         raise WireError(f"unknown frame kind {kind}")
     return kind, length - 1
 

@@ -1,4 +1,5 @@
-"""Cluster operations: leadership transfer (POST /leader)."""
+"""Cluster and storage operations: leadership transfer (POST /leader),
+user-requested snapshots (POST /snapshot) and reaping (POST /reap)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from ..raft.types import NONE, NodeId
 from ..store import Store
 from . import params
 from .body import BodyError
+from .encoding import go_json
+from .responses import JSON
 
 bp = Blueprint("cluster", __name__)
 
@@ -39,3 +42,19 @@ def transfer_leadership() -> Response:
         if store.raft.leader != chosen:
             return Response(b"leadership transfer timed out\n", status=503)
     return Response(b"", status=200)
+
+
+@bp.route("/snapshot", methods=["POST"])
+def snapshot() -> Response:
+    """Snapshot and compact now; 204 when nothing was applied since the last."""
+    p = params.parse(request.args.to_dict(flat=True))
+    store: Store = current_app.extensions["store"]
+    index = store.snapshot(p.trailing_logs)
+    return Response(b"", status=200 if index else 204)
+
+
+@bp.route("/reap", methods=["POST"])
+def reap() -> Response:
+    store: Store = current_app.extensions["store"]
+    body = {"snapshots_reaped": store.reap_snapshots(), "wals_checkpointed": 0}
+    return Response(go_json(body), status=200, content_type=JSON)

@@ -158,12 +158,19 @@ def status_document(store: Store) -> dict[str, object]:
                 "last_log_index": raft.last_log_index,
                 "last_log_term": raft.last_log_term,
                 "last_snapshot_index": store.logstore.snapshot_meta().index,
+                "first_log_index": store.logstore.first_index(),
                 "fsm_pending": max(0, raft.commit_index - raft.applied_index),
                 "voter": store.cfg.node_id in raft.voters,
                 "num_peers": max(0, len(raft.voters) - 1),
                 "log_size": store.logstore.size_bytes(),
             },
-            "snapshot_store": {"snapshots": []},
+            "snapshot_store": {
+                "dir": store.snapshots.dir,
+                "snapshots": [
+                    {"index": f.meta.index, "term": f.meta.term, "size": f.size}
+                    for f in store.snapshots.list()
+                ],
+            },
             "sqlite3": {
                 "path": store.db_path,
                 "db_size": db_size,
@@ -255,6 +262,11 @@ def debug_vars() -> Response:
         "cmdline": sys.argv,
         "http": current_app.extensions["stats"].snapshot(),
         "store": {
+            "num_snapshots": store.driver.num_snapshots,
+            "num_restores": store.driver.num_restores,
+            "num_restores_start": int(store.restored_at_start),
+            "num_ignored_joins": store.stats["num_ignored_joins"],
+            "num_removed_before_joins": store.stats["num_removed_before_joins"],
             "commit_index": raft.commit_index,
             "applied_index": raft.applied_index,
         },

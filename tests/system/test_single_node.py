@@ -122,7 +122,7 @@ def test_cli_version_and_help() -> None:
 
 
 def test_unimplemented_flag_warns_and_node_still_serves(node_factory: NodeFactory) -> None:
-    node = node_factory("-raft-snap", "100")
+    node = node_factory("-auto-vacuum-int", "1h")
     node.execute("CREATE TABLE t (x)")
-    wait_for("the warning in the log", lambda: "-raft-snap" in node.logs())
+    wait_for("the warning in the log", lambda: "-auto-vacuum-int" in node.logs())
     assert "not implemented" in node.logs()

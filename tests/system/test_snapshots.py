@@ -1,0 +1,102 @@
+"""Snapshots on real nodes: compaction, restart from a snapshot, followers
+and new nodes catching up by snapshot, user-requested snapshots."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from tests.system.conftest import NodeFactory
+from tests.system.node import FAST, LocalCluster, Node, wait_for
+
+
+def count(node: Node, level: str = "none") -> int:
+    body = node.query("SELECT count(*) FROM t", f"?level={level}")
+    return body["results"][0]["values"][0][0] if "values" in body["results"][0] else -1
+
+
+def raft_status(node: Node) -> dict:
+    return node.get("/status").json()["store"]
+
+
+def test_snapshot_compacts_the_log_and_restart_restores_it(node_factory: NodeFactory) -> None:
+    node = node_factory("-raft-snap", "50")
+    node.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    for i in range(200):
+        node.execute(["INSERT INTO t(v) VALUES(?)", f"row {i}"])
+    store = raft_status(node)
+    assert store["raft"]["last_snapshot_index"] >= 150
+    assert store["raft"]["first_log_index"] > 1  # the log was truncated
+    assert 1 <= len(store["snapshot_store"]["snapshots"]) <= 2  # old ones reaped
+    assert node.get("/debug/vars").json()["store"]["num_snapshots"] >= 3
+    node.stop()
+    node.start()
+    assert count(node) == 200
+    assert node.get("/debug/vars").json()["store"]["num_restores_start"] == 1
+    node.execute(["INSERT INTO t(v) VALUES(?)", "after restart"])
+    assert count(node, "strong") == 201
+
+
+def test_kill_9_after_snapshots_loses_nothing(node_factory: NodeFactory) -> None:
+    node = node_factory("-raft-snap", "20")
+    node.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    for i in range(95):
+        node.execute(["INSERT INTO t(v) VALUES(?)", f"row {i}"])
+    node.kill()
+    node.start()
+    assert count(node) == 95
+    assert node.query("SELECT count(DISTINCT v) FROM t")["results"][0]["values"] == [[95]]
+
+
+def test_user_snapshot_and_reap(node: Node) -> None:
+    node.execute("CREATE TABLE t (x)", ["INSERT INTO t VALUES(?)", 1])
+    assert node.post("/snapshot?trailing_logs=0").status_code == 200
+    assert node.post("/snapshot").status_code == 204  # nothing new since
+    assert (
+        raft_status(node)["raft"]["first_log_index"]
+        == raft_status(node)["raft"]["last_snapshot_index"] + 1
+    )
+    r = node.post("/reap")
+    assert r.status_code == 200 and r.json() == {"snapshots_reaped": 0, "wals_checkpointed": 0}
+
+
+def test_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path, 3, "-raft-snap", "30")
+    try:
+        c.start()
+        leader = c.leader()
+        leader.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        lagging = c.followers()[0]
+        lagging.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        try:
+            for i in range(150):
+                leader.execute(["INSERT INTO t(v) VALUES(?)", f"row {i}"])
+            # The entries the paused follower needs are gone from the log.
+            assert raft_status(leader)["raft"]["first_log_index"] > 10
+        finally:
+            lagging.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        wait_for("the follower to catch up", lambda: count(lagging) == 150, 30)
+        assert lagging.get("/debug/vars").json()["store"]["num_restores"] >= 1
+        leader.execute(["INSERT INTO t(v) VALUES(?)", "more"])
+        wait_for("the follower to follow the log again", lambda: count(lagging) == 151, 30)
+    finally:
+        c.stop()
+
+
+def test_new_node_joins_a_compacted_cluster(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path, 3, "-raft-snap", "25")
+    try:
+        c.start()
+        leader = c.leader()
+        leader.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        for i in range(120):
+            leader.execute(["INSERT INTO t(v) VALUES(?)", f"row {i}"])
+        n4 = Node(tmp_path / "n4", *FAST, "-join", f"127.0.0.1:{leader.raft_port}", node_id="n4")
+        c.nodes.append(n4)
+        n4.start()
+        wait_for("n4 to catch up", lambda: count(n4) == 120, 30)
+        assert n4.get("/debug/vars").json()["store"]["num_restores"] == 1
+        same = [n.query("SELECT group_concat(v) FROM t", "?level=none") for n in c.nodes]
+        assert all(s == same[0] for s in same)
+    finally:
+        c.stop()
