@@ -18,8 +18,10 @@ from cheroot import wsgi
 from . import __version__, config
 from .cluster import JoinError
 from .http.app import create_app
+from .raft.core import RaftError
 from .raft.types import NodeId
 from .store import Store, StoreConfig, StoreError
+from .transport import TransportError
 
 log = logging.getLogger("rqlite_py")
 
@@ -138,7 +140,13 @@ def run(cfg: config.NodeConfig) -> int:
         cfg.data_dir,
     )
     stop.wait()
-    if cfg.raft_shutdown_stepdown and store.step_down(cfg.raft_election_timeout_s * 5):
+    if cfg.raft_cluster_remove_shutdown:
+        try:
+            store.remove_self(cfg.raft_apply_timeout_s)
+            log.info("removed this node from the cluster before shutting down")
+        except (StoreError, TransportError, RaftError) as e:
+            log.warning("could not leave the cluster: %s", e)
+    elif cfg.raft_shutdown_stepdown and store.step_down(cfg.raft_election_timeout_s * 5):
         log.info("handed leadership over before shutting down")
     server.stop()
     serving.join(SHUTDOWN_GRACE_S)

@@ -456,6 +456,7 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "bootstrap-expect",
         "bootstrap-expect-timeout",
         "raft-snap",
+        "raft-cluster-remove-shutdown",
         "version",
     }
 )

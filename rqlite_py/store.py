@@ -383,9 +383,24 @@ class Store:
         self._change(ConfChange(kind, node, addr))
 
     def remove(self, node: NodeId) -> None:
+        """Remove a member (on the leader; forwarded there otherwise). The
+        leader may remove itself: it hands over once the change commits."""
+        self._require_leader()
         if not self.raft.conf.is_member(node):
             raise StoreError(f"node {node} is not a member of the cluster")
         self._change(ConfChange(ConfChangeType.REMOVE, node))
+
+    def remove_self(self, timeout_s: float) -> None:
+        """-raft-cluster-remove-shutdown: leave the cluster before stopping."""
+        raft = self.raft
+        if len(raft.voters) + len(raft.learners) < 2 or not raft.leader:
+            return
+        if self.is_leader():
+            self.remove(self.cfg.node_id)
+            return
+        answer = call(self.leader_raft_addr(), {"op": "remove", "id": self.cfg.node_id}, timeout_s)
+        if not answer.get("ok"):
+            raise StoreError(f"the leader refused to remove this node: {answer.get('error')}")
 
     def _change(self, change: ConfChange) -> None:
         """One membership change, retried while another is still committing."""

@@ -58,3 +58,17 @@ def reap() -> Response:
     store: Store = current_app.extensions["store"]
     body = {"snapshots_reaped": store.reap_snapshots(), "wals_checkpointed": 0}
     return Response(go_json(body), status=200, content_type=JSON)
+
+
+@bp.route("/remove", methods=["DELETE"])
+def remove() -> Response:
+    """Remove a node from the cluster: exactly `{"id": "<node id>"}`."""
+    store: Store = current_app.extensions["store"]
+    try:
+        obj = json.loads(request.get_data())
+    except ValueError as e:
+        raise BodyError("invalid JSON body") from e
+    if not isinstance(obj, dict) or set(obj) != {"id"} or not isinstance(obj["id"], str):
+        raise BodyError('body must be exactly {"id": "<node id>"}')
+    store.remove(NodeId(obj["id"]))
+    return Response(b"", status=200)

@@ -398,3 +398,37 @@ def test_no_quorum_means_leader_not_found(cluster3: LocalCluster) -> None:
     r = survivor.get("/readyz")
     assert r.status_code == 503 and "leader does not exist" in r.text
     assert survivor.get("/readyz?noleader").status_code == 200
+
+
+def test_remove_nodes_including_the_leader(cluster3: LocalCluster) -> None:
+    leader = cluster3.leader()
+    f1, f2 = cluster3.followers()
+    # Asked of a follower, forwarded to the leader.
+    r = f1.session.delete(f1.url + "/remove", json={"id": f2.node_id}, timeout=15)
+    assert r.status_code == 200, r.text
+    assert set(leader.get("/nodes").json()) == {leader.node_id, f1.node_id}
+    assert f1.session.delete(f1.url + "/remove", data=b'{"id": 1}', timeout=5).status_code == 400
+    f2.stop()
+    # The leader removes itself: it hands over, and the survivor leads alone.
+    r = leader.session.delete(leader.url + "/remove", json={"id": leader.node_id}, timeout=15)
+    assert r.status_code == 200, r.text
+    wait_for(
+        "the survivor to lead",
+        lambda: f1.get("/status?key=store.raft.state").json() == "Leader",
+        15,
+    )
+    f1.execute("CREATE TABLE alone (x)")
+    assert set(f1.get("/nodes").json()) == {f1.node_id}
+
+
+def test_cluster_remove_shutdown_leaves_on_sigterm(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path, 3, "-raft-cluster-remove-shutdown")
+    try:
+        c.start()
+        leaving = c.followers()[0]
+        assert leaving.terminate() == 0
+        assert "removed this node from the cluster" in leaving.logs()
+        assert set(c.leader().get("/nodes").json()) == {n.node_id for n in c.alive()}
+        c.leader().execute("CREATE TABLE t (x)")  # 2 of 2 now
+    finally:
+        c.stop()
