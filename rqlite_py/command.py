@@ -23,6 +23,8 @@ class CommandError(ValueError):
 
 
 class Kind(enum.Enum):
+    LOAD_SQL = "load_sql"
+    """An SQL dump: one statement string; an error rolls back what it began."""
     EXECUTE = "execute"
     """Writes; RETURNING statements answer in query shape."""
     QUERY = "query"
@@ -62,6 +64,22 @@ def _dec_value(v: object) -> Value:
     if v is None or isinstance(v, bool | int | float | str):
         return v
     raise CommandError(f"bad value {v!r}")
+
+
+LOAD_PREFIX = b"\x00LOAD"
+"""A whole SQLite database file travels raw after this prefix, not as JSON."""
+
+
+def encode_load(database: bytes) -> bytes:
+    return LOAD_PREFIX + database
+
+
+def is_load(data: bytes) -> bool:
+    return data.startswith(LOAD_PREFIX)
+
+
+def load_bytes(data: bytes) -> bytes:
+    return data[len(LOAD_PREFIX) :]
 
 
 def encode(cmd: Command) -> bytes:

@@ -129,6 +129,31 @@ class Database:
                 qualify_columns=qualify_columns,
             )
 
+    def backup(self, path: str, *, fmt: str, vacuum: bool, tables: Sequence[str]) -> None:
+        """Write a consistent copy of the database to `path`: a SQLite file
+        (WAL, or DELETE journal mode for fmt=delete), or an SQL dump."""
+        with self.reader() as conn:
+            if fmt == "sql":
+                with open(path, "w", encoding="utf-8") as out:
+                    shell = apsw.Shell(db=conn, stdout=out, stderr=out)
+                    shell.process_command(".dump " + " ".join(tables))
+                return
+            if vacuum:
+                conn.execute("VACUUM INTO ?", (path,))
+            else:
+                dest = apsw.Connection(path)
+                try:
+                    with dest.backup("main", conn, "main") as b:
+                        b.step()
+                finally:
+                    dest.close()
+        if fmt == "delete":
+            copy = apsw.Connection(path)
+            try:
+                copy.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                copy.close()
+
     def has_write(self, statements: Sequence[Statement]) -> bool:
         """Would any statement change the database (sqlite3_stmt_readonly)?"""
         with self.reader() as conn:

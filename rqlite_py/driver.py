@@ -211,6 +211,18 @@ class Driver:
 
         self._inbox.put(do)
 
+    def boot(self, path: str) -> Future[int]:
+        """Replace the database with the file at `path` outside the log, then
+        snapshot it with no trailing entries (POST /boot, single node only)."""
+        fut: Future[int] = Future()
+
+        def do() -> None:
+            self.fsm.load_database(path)
+            fut.set_result(self._take_snapshot(0, force=True))
+
+        self._submit(do, fut)
+        return fut
+
     def snapshot(self, trailing_logs: int | None = None) -> Future[int]:
         """Snapshot now (POST /snapshot); completes with the snapshot's index,
         or 0 when nothing was applied since the last one."""
@@ -345,13 +357,14 @@ class Driver:
     def _entries_since_snapshot(self) -> int:
         return self.fsm.applied_index - self.storage.snapshot_meta().index
 
-    def _take_snapshot(self, trailing_logs: int) -> int:
+    def _take_snapshot(self, trailing_logs: int, force: bool = False) -> int:
         """Snapshot the state machine at its applied index and compact the
         log, keeping `trailing_logs` entries for followers that lag a little."""
         if self.snapshots is None:
             return 0
         index = Index(self.fsm.applied_index)
-        if index <= self.storage.snapshot_meta().index:
+        last = self.storage.snapshot_meta()
+        if index < last.index or (index == last.index and not force):
             return 0
         start = time.monotonic()
         meta = self.core.snapshot_meta(index)

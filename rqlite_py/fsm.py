@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 
 import apsw
@@ -42,6 +43,16 @@ class StateMachine:
         self.applied_index = 0
         self.conf = ConfState()
 
+    def _load(self, data: bytes) -> list[Result]:
+        fd, tmp = tempfile.mkstemp(suffix=".load.sqlite", dir=os.path.dirname(self.db.path))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self.load_database(tmp)
+        finally:
+            os.remove(tmp)
+        return []
+
     def snapshot_to(self, path: str) -> None:
         """Copy the database as it stands (this thread owns the writer, so
         nothing changes during the copy) into a new file at `path`."""
@@ -55,12 +66,7 @@ class StateMachine:
     def restore_from(self, path: str, index: int, conf: ConfState) -> None:
         """Replace the whole database with the snapshot file at `path`.
         Readers see the old database or the new one, never a mix."""
-        src = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
-        try:
-            with self.db.writer.backup("main", src, "main") as b:
-                b.step()
-        finally:
-            src.close()
+        self.load_database(path)
         self.applied_index = index
         self.conf = conf
 
@@ -72,13 +78,30 @@ class StateMachine:
             self.applied_index = e.index
         return out
 
+    def load_database(self, path: str) -> None:
+        """Replace the database's contents with the SQLite file at `path`."""
+        src = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            with self.db.writer.backup("main", src, "main") as b:
+                b.step()
+        finally:
+            src.close()
+
     def _apply_one(self, e: Entry) -> list[Result]:
         if e.type is EntryType.CONFIG:
             self.conf = ConfState.decode(e.data)
             return []
         if not e.data:
             return []  # a new leader's no-op
+        if command.is_load(e.data):
+            return self._load(command.load_bytes(e.data))
         cmd = command.decode(e.data)
+        if cmd.kind is command.Kind.LOAD_SQL:
+            writer = self.db.writer
+            results = db.run(writer, cmd.statements, transaction=False, mode=db.Mode.EXECUTE)
+            if any(r.error for r in results) and not writer.get_autocommit():
+                writer.execute("ROLLBACK")  # the dump's own BEGIN, left open
+            return results
         return db.run(
             self.db.writer,
             cmd.statements,

@@ -11,6 +11,7 @@ import enum
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -46,6 +47,8 @@ from .transport import Transport, TransportError, call
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
 # VM steps per second of db_timeout for writes: a deterministic stand-in for
 # wall-clock time, so every node interrupts a runaway write at the same step.
 STEPS_PER_SECOND = 20_000_000
@@ -68,6 +71,20 @@ class StaleReadError(StoreError):
 class NotReadyError(StoreError):
     def __init__(self) -> None:
         super().__init__("store not ready")
+
+
+class InvalidSQLiteError(ValueError):
+    """POST /boot with something that is not a SQLite file: 400."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid SQLite data")
+
+
+class NotSingleNodeError(Exception):
+    """POST /boot on a node of a cluster: 503."""
+
+    def __init__(self) -> None:
+        super().__init__("not single-node")
 
 
 class LeaderNotFoundError(Exception):
@@ -279,6 +296,51 @@ class Store:
             f"bootstrap-expect {cfg.bootstrap_expect}: no cluster formed within "
             f"{cfg.bootstrap_expect_timeout_s:g}s"
         )
+
+    # -- backup and load ------------------------------------------------------------
+    def backup(
+        self, path: str, *, fmt: str, vacuum: bool, tables: Sequence[str], noleader: bool
+    ) -> None:
+        if fmt not in ("binary", "sql", "delete"):
+            raise StoreError(f"unknown backup format {fmt!r}")
+        if vacuum and fmt != "binary":
+            raise StoreError("vacuum is only supported with the binary format")
+        if not noleader:
+            self._require_leader()
+        self.db.backup(path, fmt=fmt, vacuum=vacuum, tables=tables)
+
+    def load(self, data: bytes) -> Response:
+        """A SQLite file replaces the database on every node, through the
+        log; SQL text runs as one statement string, undone on error."""
+        self._require_leader()
+        if data.startswith(SQLITE_HEADER):
+            index, results = self._wait(self.driver.propose(command.encode_load(data)))
+            return Response(results=results, raft_index=index)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise StoreError("load: body is neither a SQLite file nor UTF-8 SQL") from e
+        cmd = Command(Kind.LOAD_SQL, (Statement(text),))
+        index, results = self._wait(self.driver.propose(command.encode(cmd)))
+        return Response(results=results, raft_index=index)
+
+    def boot(self, data: bytes) -> None:
+        """POST /boot: a single node takes the file as its database directly
+        (no log entry), then snapshots so that the file is what it restarts from."""
+        if not data.startswith(SQLITE_HEADER):
+            raise InvalidSQLiteError()
+        raft = self.raft
+        if len(raft.voters) + len(raft.learners) != 1:
+            raise NotSingleNodeError()
+        self._require_leader()
+        fd, tmp = tempfile.mkstemp(suffix=".boot.sqlite", dir=self.cfg.data_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self._wait(self.driver.boot(tmp))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
 
     def snapshot(self, trailing_logs: int | None = None) -> int:
         """Snapshot now and compact the log; 0 when there is nothing new."""

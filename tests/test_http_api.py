@@ -290,3 +290,66 @@ def test_status_readyz_nodes_leader(client: FlaskClient) -> None:
     assert [n["id"] for n in v2["nodes"]] == ["n1"]
     assert json.loads(client.get("/leader").data)["id"] == "n1"
     assert "store" in json.loads(client.get("/debug/vars").data)
+
+
+def _sqlite_rows(data: bytes, tmp_path: Path, sql: str) -> list[tuple]:
+    import apsw
+
+    path = tmp_path / "copy.sqlite"
+    path.write_bytes(data)
+    conn = apsw.Connection(str(path))
+    try:
+        return list(conn.execute(sql))
+    finally:
+        conn.close()
+
+
+def test_backup_binary_sql_compressed_vacuum_delete(foo: FlaskClient, tmp_path: Path) -> None:
+    import gzip
+
+    r = foo.get("/db/backup")
+    assert r.status_code == 200 and r.data.startswith(b"SQLite format 3\x00")
+    assert _sqlite_rows(r.data, tmp_path, "SELECT name, age FROM foo") == [("fiona", 20)]
+    r = foo.get("/db/backup?fmt=sql")
+    assert r.headers["Content-Type"].startswith("application/sql")
+    assert b"INSERT INTO foo VALUES(1,'fiona',20);" in r.data
+    r = foo.get("/db/backup?compress")
+    assert gzip.decompress(r.data).startswith(b"SQLite format 3\x00")
+    r = foo.get("/db/backup?vacuum")
+    assert _sqlite_rows(r.data, tmp_path, "SELECT count(*) FROM foo") == [(1,)]
+    r = foo.get("/db/backup?fmt=delete")
+    assert _sqlite_rows(r.data, tmp_path, "PRAGMA journal_mode") == [("delete",)]
+    r = foo.get("/db/backup?fmt=sql&vacuum")
+    assert json.loads(r.data)["error"] == "vacuum is only supported with the binary format"
+
+
+def test_load_sqlite_file_and_sql_dump(foo: FlaskClient, client: FlaskClient) -> None:
+    binary = foo.get("/db/backup").data
+    dump = foo.get("/db/backup?fmt=sql").data
+    ex(foo, ["DROP TABLE foo"])
+    r = client.post("/db/load", data=binary, content_type="application/octet-stream")
+    assert r.status_code == 200 and json.loads(r.data) == {"results": []}
+    assert json.loads(q(client, ["SELECT name FROM foo"]))["results"][0]["values"] == [["fiona"]]
+    ex(client, ["DROP TABLE foo"])
+    r = client.post("/db/load", data=dump, content_type="text/plain")
+    assert r.status_code == 200 and "error" not in r.data.decode()
+    assert json.loads(q(client, ["SELECT name FROM foo"]))["results"][0]["values"] == [["fiona"]]
+
+
+def test_load_bad_sql_dump_changes_nothing(client: FlaskClient) -> None:
+    dump = (
+        b"BEGIN TRANSACTION; CREATE TABLE x (a); INSERT INTO x VALUES(1); "
+        b"INSERT INTO nope VALUES(2); COMMIT;"
+    )
+    body = json.loads(client.post("/db/load", data=dump, content_type="text/plain").data)
+    assert body["results"][0]["error"] == "no such table: nope"
+    assert json.loads(q(client, ["SELECT * FROM x"]))["results"][0]["error"] == "no such table: x"
+    ex(client, ["CREATE TABLE y (a)"])  # and the writer is not stuck in a transaction
+
+
+def test_boot(foo: FlaskClient, client: FlaskClient) -> None:
+    binary = foo.get("/db/backup").data
+    ex(foo, ["DROP TABLE foo"])
+    assert client.post("/boot", data=b"not sqlite").status_code == 400
+    assert client.post("/boot", data=binary).status_code == 200
+    assert json.loads(q(client, ["SELECT name FROM foo"]))["results"][0]["values"] == [["fiona"]]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+import zlib
+from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, request
 
@@ -117,3 +121,56 @@ def show_sql() -> Response:
             )
         results.append({"original": s.sql, "rewritten": rewritten})
     return Response(go_json({"results": results}, pretty=p.pretty), 200, content_type=JSON)
+
+
+@bp.route("/db/backup", methods=["GET"])
+def backup() -> Response:
+    """A consistent copy of the database: SQLite file (fmt=binary, or
+    fmt=delete for DELETE journal mode) or SQL dump (fmt=sql), optionally
+    gzip-compressed; served by the leader unless `noleader`."""
+    p = _params()
+    store = _store()
+    fmt = p.fmt or "binary"
+    fd, path = tempfile.mkstemp(suffix=".backup", dir=store.cfg.data_dir)
+    os.close(fd)
+    try:
+        store.backup(path, fmt=fmt, vacuum=p.vacuum, tables=p.tables, noleader=p.noleader)
+    except BaseException:
+        os.remove(path)
+        raise
+    content_type = "application/sql" if fmt == "sql" else "application/octet-stream"
+    return Response(
+        _stream_and_remove(path, p.compress),
+        status=200,
+        content_type=content_type,
+        headers={"Content-Encoding": "gzip"} if p.compress else {},
+    )
+
+
+def _stream_and_remove(path: str, compress: bool) -> Iterator[bytes]:
+    gz = zlib.compressobj(6, zlib.DEFLATED, 31) if compress else None  # 31: gzip framing
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                yield gz.compress(chunk) if gz else chunk
+        if gz:
+            yield gz.flush()
+    finally:
+        os.remove(path)
+
+
+@bp.route("/db/load", methods=["POST"])
+def load() -> Response:
+    """A SQLite file (replaces the database on every node, through the log)
+    or an SQL dump (run as one statement string, undone on error)."""
+    start = time.perf_counter()
+    p = _params()
+    return _reply(_store().load(request.get_data()), p, start)
+
+
+@bp.route("/boot", methods=["POST"])
+def boot() -> Response:
+    """Single node only: take a SQLite file as the database, bypassing the log."""
+    _params()
+    _store().boot(request.get_data())
+    return Response(b"", status=200)

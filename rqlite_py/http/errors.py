@@ -13,7 +13,13 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..driver import ShutdownError
-from ..store import LeaderNotFoundError, NotLeaderHere, StoreError
+from ..store import (
+    InvalidSQLiteError,
+    LeaderNotFoundError,
+    NotLeaderHere,
+    NotSingleNodeError,
+    StoreError,
+)
 from . import forward
 from .body import BodyError
 from .params import ParamError
@@ -27,6 +33,14 @@ def register(app: Flask) -> None:
     @app.errorhandler(ParamError)
     def bad_request(e: ValueError) -> Response:
         return text_error(str(e), 400)
+
+    @app.errorhandler(InvalidSQLiteError)
+    def invalid_sqlite(e: InvalidSQLiteError) -> Response:
+        return text_error(str(e), 400)
+
+    @app.errorhandler(NotSingleNodeError)
+    def not_single_node(e: NotSingleNodeError) -> Response:
+        return text_error(str(e), 503)
 
     @app.errorhandler(StoreError)
     def store_error(e: StoreError) -> Response:

@@ -72,6 +72,7 @@ class Node:
         ]
 
     def start(self, wait: bool = True) -> Node:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(self.args(), cwd=ROOT, stdout=log, stderr=log)
         log.close()

@@ -100,3 +100,35 @@ def test_new_node_joins_a_compacted_cluster(tmp_path: Path) -> None:
         assert all(s == same[0] for s in same)
     finally:
         c.stop()
+
+
+def test_backup_from_a_follower_loads_into_a_fresh_cluster(tmp_path: Path) -> None:
+    src = LocalCluster(tmp_path / "src", 3)
+    dst = LocalCluster(tmp_path / "dst", 3)
+    try:
+        src.start()
+        leader = src.leader()
+        leader.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, b BLOB)")
+        for i in range(50):
+            leader.execute(["INSERT INTO t(v, b) VALUES(?, ?)", f"row {i}", [i, 255 - i]])
+        follower = src.followers()[0]
+        binary = follower.get("/db/backup").content  # forwarded to the leader
+        dump = follower.get("/db/backup?fmt=sql").content
+        assert binary.startswith(b"SQLite format 3\x00") and b"INSERT INTO t VALUES" in dump
+        dst.start()
+        target = dst.followers()[0]  # loads are forwarded to the leader too
+        assert target.post("/db/load", data=binary).status_code == 200
+        for n in dst.nodes:
+            wait_for(f"{n.node_id} to load", lambda n=n: count(n) == 50, 30)
+        want = leader.query("SELECT group_concat(v), sum(length(b)) FROM t")
+        for n in dst.nodes:
+            assert n.query("SELECT group_concat(v), sum(length(b)) FROM t", "?level=none") == want
+        target.execute("DROP TABLE t")
+        assert (
+            target.post("/db/load", data=dump, headers={"Content-Type": "text/plain"}).status_code
+            == 200
+        )
+        assert dst.leader().query("SELECT group_concat(v), sum(length(b)) FROM t") == want
+    finally:
+        src.stop()
+        dst.stop()
