@@ -87,6 +87,8 @@ def run(cfg: config.NodeConfig) -> int:
         bootstrap_expect_timeout_s=cfg.bootstrap_expect_timeout_s,
         snap_threshold=cfg.raft_snap,
         trailing_logs=cfg.raft_snap + cfg.raft_snap // 4,
+        snap_interval_s=cfg.raft_snap_interval_s,
+        snap_wal_bytes=cfg.raft_snap_wal_size_bytes,
     )
     stop = threading.Event()
 

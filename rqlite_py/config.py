@@ -456,6 +456,8 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "bootstrap-expect",
         "bootstrap-expect-timeout",
         "raft-snap",
+        "raft-snap-int",
+        "raft-snap-wal-size",
         "raft-cluster-remove-shutdown",
         "version",
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import os
 import queue
 import re
 import threading
@@ -55,8 +56,12 @@ def _open(path: str, *, readonly: bool, foreign_keys: bool) -> apsw.Connection:
     except apsw.Error as e:
         raise DatabaseError(f"cannot open {path}: {e}") from e
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+    # The main file changes only when a snapshot checkpoints the WAL into it
+    # (snapshots.py): never when a connection closes, never automatically.
+    conn.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
     if not readonly:
         conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         # The Raft log is the durable copy; this file is rebuilt from it.
         conn.execute("PRAGMA synchronous=OFF")
     conn.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
@@ -84,6 +89,30 @@ class Database:
         self._reader_count = 0
         self._reader_slots = threading.BoundedSemaphore(self._max_readers)
         self._lock = threading.Lock()
+
+    def checkpoint(self, timeout_ms: int) -> bool:
+        """Copy the whole WAL into the main file, so that the file alone is
+        the database as of now. Readers are never made to wait: if they hold
+        the WAL for longer than `timeout_ms`, give up (False) and try later."""
+        self.writer.set_busy_timeout(timeout_ms)
+        try:
+            busy, frames, done = self.writer.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+        except apsw.BusyError:
+            return False
+        finally:
+            self.writer.set_busy_timeout(BUSY_TIMEOUT_MS)
+        return busy == 0 and frames == done
+
+    def wal_bytes(self) -> int:
+        try:
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
+
+    def fingerprint(self) -> tuple[int, int]:
+        """(size, mtime in ns) of the main file: unchanged between snapshots."""
+        st = os.stat(self.path)
+        return st.st_size, st.st_mtime_ns
 
     def close(self) -> None:
         while not self._readers.empty():

@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,9 @@ from .results import Result
 from .snapshots import SnapshotError, SnapshotStore
 
 log = logging.getLogger(__name__)
+
+BUSY_READERS_MS = 5000
+"""How long a requested snapshot waits for readers to leave the WAL."""
 
 
 class LeadershipLostError(RaftError):
@@ -106,6 +110,8 @@ class Driver:
         send_snapshot: Callable[[Message, str, Callable[[bool], None]], None] | None = None,
         snap_threshold: int = 0,
         trailing_logs: int = 0,
+        snap_interval_s: float = 1.0,
+        snap_wal_bytes: int = 0,
     ) -> None:
         self.node_id = node_id
         self.storage = storage
@@ -117,6 +123,11 @@ class Driver:
         self._send_snapshot = send_snapshot
         self.snap_threshold = snap_threshold
         self.trailing_logs = trailing_logs
+        self.snap_interval_s = snap_interval_s
+        self.snap_wal_bytes = snap_wal_bytes
+        self._copying: threading.Thread | None = None
+        self._copy_done: Callable[[], None] | None = None
+        self.last_snapshot_stall_s = 0.0
         self._incoming: dict[int, str] = {}
         self.num_snapshots = 0
         self.num_restores = 0
@@ -217,8 +228,11 @@ class Driver:
         fut: Future[int] = Future()
 
         def do() -> None:
+            self._wait_for_snapshot_copy()
             self.fsm.load_database(path)
-            fut.set_result(self._take_snapshot(0, force=True))
+            if not self._begin_snapshot(0, fut, force=True, wait_readers_ms=BUSY_READERS_MS):
+                fut.set_exception(RaftError("readers kept the database busy; boot not saved"))
+            self._wait_for_snapshot_copy()
 
         self._submit(do, fut)
         return fut
@@ -228,7 +242,15 @@ class Driver:
         or 0 when nothing was applied since the last one."""
         fut: Future[int] = Future()
         keep = self.trailing_logs if trailing_logs is None else trailing_logs
-        self._submit(lambda: fut.set_result(self._take_snapshot(keep)), fut)
+
+        def do() -> None:
+            self._wait_for_snapshot_copy()
+            if self._begin_snapshot(keep, fut, wait_readers_ms=BUSY_READERS_MS):
+                return
+            if not fut.done():
+                fut.set_exception(RaftError("readers kept the database busy; try again"))
+
+        self._submit(do, fut)
         return fut
 
     def report_unreachable(self, node: NodeId) -> None:
@@ -274,6 +296,7 @@ class Driver:
             self._on_conf_change(conf)
         tick_s = self.timing.tick_s
         next_tick = time.monotonic() + tick_s
+        next_snapshot_check = next_tick
         while self._running:
             timeout = max(0.0, next_tick - time.monotonic())
             try:
@@ -288,8 +311,11 @@ class Driver:
                 next_tick = max(next_tick + tick_s, now)
             while self.core.has_ready():
                 self._handle(self.core.ready())
-            if self.snap_threshold and self._entries_since_snapshot() >= self.snap_threshold:
-                self._take_snapshot(self.trailing_logs)
+            self._complete_snapshot_copy()
+            if now >= next_snapshot_check:
+                next_snapshot_check = now + self.snap_interval_s
+                if self._snapshot_due():
+                    self._begin_snapshot(self.trailing_logs, None, wait_readers_ms=100)
             if self.core.conf is not conf:
                 conf = self.core.conf
                 if self._on_conf_change is not None:
@@ -354,29 +380,107 @@ class Driver:
             self._send_fn(m)
 
     # -- snapshots ----------------------------------------------------------------
-    def _entries_since_snapshot(self) -> int:
-        return self.fsm.applied_index - self.storage.snapshot_meta().index
+    def _snapshot_due(self) -> bool:
+        if self.snapshots is None or self._copying is not None:
+            return False
+        since = self.fsm.applied_index - self.storage.snapshot_meta().index
+        if since <= 0:
+            return False
+        by_entries = self.snap_threshold and since >= self.snap_threshold
+        by_wal = self.snap_wal_bytes and self.fsm.db.wal_bytes() >= self.snap_wal_bytes
+        return bool(by_entries or by_wal)
 
-    def _take_snapshot(self, trailing_logs: int, force: bool = False) -> int:
-        """Snapshot the state machine at its applied index and compact the
-        log, keeping `trailing_logs` entries for followers that lag a little."""
-        if self.snapshots is None:
-            return 0
+    def _begin_snapshot(
+        self,
+        trailing_logs: int,
+        fut: Future[int] | None,
+        *,
+        force: bool = False,
+        wait_readers_ms: int,
+    ) -> bool:
+        """Snapshot the state machine at its applied index, rqlite's way:
+        checkpoint the WAL into the main file (the only pause for writes),
+        then copy that file on another thread while writes go on into the
+        WAL; once the copy is safe, record it and compact the log, keeping
+        `trailing_logs` entries for followers that lag a little. Returns
+        False when readers held the WAL too long (try again later)."""
         index = Index(self.fsm.applied_index)
         last = self.storage.snapshot_meta()
-        if index < last.index or (index == last.index and not force):
-            return 0
+        if self.snapshots is None or index < last.index or (index == last.index and not force):
+            if fut is not None:
+                fut.set_result(0)
+            return True
         start = time.monotonic()
+        if not self.fsm.db.checkpoint(wait_readers_ms):
+            log.info("snapshot at %d postponed: readers are holding the WAL", index)
+            return False
+        stall = time.monotonic() - start
         meta = self.core.snapshot_meta(index)
-        tmp = self.snapshots.tmp_path(meta)
-        self.fsm.snapshot_to(tmp)
-        self.snapshots.commit(meta, tmp)
-        self.storage.set_snapshot(meta)
-        self.storage.compact(Index(max(index - trailing_logs, self.storage.first_index() - 1)))
+        fingerprint = self.fsm.db.fingerprint()
+        snapshots = self.snapshots
+
+        def copy() -> None:
+            try:
+                tmp = snapshots.tmp_path(meta)
+                shutil.copyfile(self.fsm.db.path, tmp)
+                snapshots.commit(meta, tmp)
+                outcome: Exception | None = None
+            except OSError as e:
+                outcome = e
+            self._copy_done = lambda: self._finish_snapshot(
+                meta, fingerprint, trailing_logs, fut, start, stall, outcome
+            )
+            self._inbox.put(lambda: None)  # wake the loop
+
+        self._copying = threading.Thread(target=copy, name="snapshot-copy", daemon=True)
+        self._copying.start()
+        return True
+
+    def _finish_snapshot(
+        self,
+        meta: SnapshotMeta,
+        fingerprint: tuple[int, int],
+        trailing_logs: int,
+        fut: Future[int] | None,
+        start: float,
+        stall: float,
+        failure: Exception | None,
+    ) -> None:
+        """Record a copied snapshot and compact the log (driver thread)."""
+        assert self.snapshots is not None
+        if failure is not None:
+            log.error("snapshot at %d failed: %s", meta.index, failure)
+            if fut is not None:
+                fut.set_exception(failure)
+            return
+        self.storage.set_snapshot(meta, fingerprint)
+        keep_from = max(meta.index - trailing_logs, self.storage.first_index() - 1)
+        self.storage.compact(Index(keep_from))
         self.snapshots.reap()
         self.num_snapshots += 1
-        log.info("snapshot at %d in %.3fs", index, time.monotonic() - start)
-        return index
+        self.last_snapshot_stall_s = stall
+        log.info(
+            "snapshot at %d in %.3fs (writes paused %.3fs)",
+            meta.index,
+            time.monotonic() - start,
+            stall,
+        )
+        if fut is not None:
+            fut.set_result(meta.index)
+
+    def _complete_snapshot_copy(self) -> None:
+        """Once the copy thread is done, record its snapshot (driver thread)."""
+        if self._copying is not None and not self._copying.is_alive():
+            self._copying = None
+            done, self._copy_done = self._copy_done, None
+            if done is not None:
+                done()
+
+    def _wait_for_snapshot_copy(self) -> None:
+        """Let a copy in progress finish: the main file must not change under it."""
+        if self._copying is not None:
+            self._copying.join()
+            self._complete_snapshot_copy()
 
     def _ship_snapshot(self, m: Message) -> None:
         assert m.snapshot is not None
@@ -395,6 +499,7 @@ class Driver:
 
     def _install_snapshot(self, meta: SnapshotMeta) -> None:
         """The leader's snapshot replaces our state machine and log."""
+        self._wait_for_snapshot_copy()
         path = self._incoming.pop(meta.index, None)
         if path is None or self.snapshots is None:
             raise RaftError(f"snapshot {meta.index} to install was never received")

@@ -56,6 +56,8 @@ class LogStore:
         hs = json.loads(meta.get("hard_state", '{"term":0,"vote":"","commit":0}'))
         self._hard = HardState(Term(hs["term"]), NodeId(hs["vote"]), Index(hs["commit"]))
         self._snap = _decode_snap(meta.get("snapshot"))
+        fp = json.loads(meta.get("db_fingerprint", "null"))
+        self._fingerprint: tuple[int, int, int] | None = tuple(fp) if fp else None  # type: ignore[assignment]
         # The entry before the first stored one: (index, term) after compaction.
         base = json.loads(meta.get("base", "[0,0]"))
         self._base_index, self._base_term = Index(base[0]), Term(base[1])
@@ -162,11 +164,18 @@ class LogStore:
         if hard_state is not None:
             self._hard = hard_state
 
-    def set_snapshot(self, meta: SnapshotMeta) -> None:
-        """Record that a snapshot of the state machine exists at meta.index."""
+    def set_snapshot(self, meta: SnapshotMeta, db_fingerprint: tuple[int, int]) -> None:
+        """Record that a snapshot of the state machine exists at meta.index,
+        and the fingerprint of the database file that holds that state."""
         with self._lock, self._db:
             self._put("snapshot", _encode_snap(meta))
+            self._put("db_fingerprint", [meta.index, *db_fingerprint])
         self._snap = meta
+        self._fingerprint = (meta.index, *db_fingerprint)
+
+    def db_fingerprint(self) -> tuple[int, int, int] | None:
+        """(index, size, mtime_ns) of the database file at the last snapshot."""
+        return self._fingerprint
 
     def compact(self, index: Index) -> None:
         """Discard entries up to and including `index` (keeping its term)."""

@@ -160,6 +160,8 @@ class StoreConfig:
     """Snapshot after this many entries are applied since the last (-raft-snap)."""
     trailing_logs: int = 10240
     """Entries kept after a snapshot for followers that lag a little."""
+    snap_interval_s: float = 10.0
+    snap_wal_bytes: int = 4 << 20
 
 
 class Store:
@@ -175,19 +177,27 @@ class Store:
         # The database is derived from the latest snapshot and the log after
         # it: rebuilt on every start, so whatever a crash left in the file is
         # never applied twice (fsm.py).
-        remove_database_files(self.db_path)
         snap = self.logstore.snapshot_meta()
-        if snap.index:
-            snap_file = self.snapshots.find(snap)
-            self.snapshots.verify(snap_file)
-            shutil.copyfile(snap_file.path, self.db_path)
+        self.reused_at_start = self._reusable(snap.index)
+        if self.reused_at_start:
+            # The file holds exactly the snapshot's state: drop what came
+            # after it (the WAL) and replay that from the log instead.
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.db_path + suffix)
+        else:
+            remove_database_files(self.db_path)
+            if snap.index:
+                snap_file = self.snapshots.find(snap)
+                self.snapshots.verify(snap_file)
+                shutil.copyfile(snap_file.path, self.db_path)
         self.db = db.Database(
             self.db_path, foreign_keys=cfg.foreign_keys, max_readers=cfg.max_readers
         )
         self.fsm = StateMachine(self.db)
         self.fsm.applied_index = snap.index
         self.fsm.conf = snap.conf
-        self.restored_at_start = bool(snap.index)
+        self.restored_at_start = bool(snap.index) and not self.reused_at_start
         fresh = self.logstore.is_empty()
         if fresh and not cfg.join:
             self._bootstrap()
@@ -220,6 +230,17 @@ class Store:
         # so a freshly restarted node never serves a half-rebuilt database.
         self._startup_commit = self.logstore.hard_state().commit
 
+    def _reusable(self, snap_index: int) -> bool:
+        """Is the database file exactly as the latest snapshot left it?"""
+        fp = self.logstore.db_fingerprint()
+        if not snap_index or fp is None or fp[0] != snap_index:
+            return False
+        try:
+            st = os.stat(self.db_path)
+        except OSError:
+            return False
+        return (st.st_size, st.st_mtime_ns) == fp[1:]
+
     def _make_driver(self) -> Driver:
         timing = Timing.from_timeouts(self.cfg.heartbeat_timeout_s, self.cfg.election_timeout_s)
         return Driver(
@@ -233,6 +254,8 @@ class Store:
             send_snapshot=self.transport.send_snapshot,
             snap_threshold=self.cfg.snap_threshold,
             trailing_logs=self.cfg.trailing_logs,
+            snap_interval_s=self.cfg.snap_interval_s,
+            snap_wal_bytes=self.cfg.snap_wal_bytes,
         )
 
     def _bootstrap(self) -> None:

@@ -527,7 +527,7 @@ def test_validate_catches_directly_built_configs() -> None:
     ("argv", "flag"),
     [
         (["-disco-mode", "dns", "-bootstrap-expect", "3"], "disco-mode"),
-        (["-raft-snap-int", "5s"], "raft-snap-int"),
+        (["-compress-snap-transport"], "compress-snap-transport"),
         (["-write-queue-tx"], "write-queue-tx"),
         (["-auth", "users.json"], "auth"),
         (["-raft-commit-timeout", "10ms"], "raft-commit-timeout"),

@@ -265,6 +265,8 @@ def debug_vars() -> Response:
             "num_snapshots": store.driver.num_snapshots,
             "num_restores": store.driver.num_restores,
             "num_restores_start": int(store.restored_at_start),
+            "num_restores_start_skipped": int(store.reused_at_start),
+            "last_snapshot_write_pause_s": store.driver.last_snapshot_stall_s,
             "num_ignored_joins": store.stats["num_ignored_joins"],
             "num_removed_before_joins": store.stats["num_removed_before_joins"],
             "commit_index": raft.commit_index,

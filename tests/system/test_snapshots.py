@@ -20,7 +20,7 @@ def raft_status(node: Node) -> dict:
 
 
 def test_snapshot_compacts_the_log_and_restart_restores_it(node_factory: NodeFactory) -> None:
-    node = node_factory("-raft-snap", "50")
+    node = node_factory("-raft-snap", "50", "-raft-snap-int", "50ms")
     node.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
     for i in range(200):
         node.execute(["INSERT INTO t(v) VALUES(?)", f"row {i}"])
@@ -32,13 +32,23 @@ def test_snapshot_compacts_the_log_and_restart_restores_it(node_factory: NodeFac
     node.stop()
     node.start()
     assert count(node) == 200
-    assert node.get("/debug/vars").json()["store"]["num_restores_start"] == 1
+    # The database file was exactly the snapshot: reused, only the tail replayed.
+    stats = node.get("/debug/vars").json()["store"]
+    assert (stats["num_restores_start_skipped"], stats["num_restores_start"]) == (1, 0)
     node.execute(["INSERT INTO t(v) VALUES(?)", "after restart"])
     assert count(node, "strong") == 201
+    node.stop()
+    # A database file that no longer matches the snapshot is restored from it.
+    db = node.data_dir / "db.sqlite"
+    db.write_bytes(db.read_bytes())
+    node.start()
+    assert count(node) == 201
+    stats = node.get("/debug/vars").json()["store"]
+    assert (stats["num_restores_start_skipped"], stats["num_restores_start"]) == (0, 1)
 
 
 def test_kill_9_after_snapshots_loses_nothing(node_factory: NodeFactory) -> None:
-    node = node_factory("-raft-snap", "20")
+    node = node_factory("-raft-snap", "20", "-raft-snap-int", "50ms")
     node.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
     for i in range(95):
         node.execute(["INSERT INTO t(v) VALUES(?)", f"row {i}"])
@@ -61,7 +71,7 @@ def test_user_snapshot_and_reap(node: Node) -> None:
 
 
 def test_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
-    c = LocalCluster(tmp_path, 3, "-raft-snap", "30")
+    c = LocalCluster(tmp_path, 3, "-raft-snap", "30", "-raft-snap-int", "50ms")
     try:
         c.start()
         leader = c.leader()
@@ -84,7 +94,7 @@ def test_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
 
 
 def test_new_node_joins_a_compacted_cluster(tmp_path: Path) -> None:
-    c = LocalCluster(tmp_path, 3, "-raft-snap", "25")
+    c = LocalCluster(tmp_path, 3, "-raft-snap", "25", "-raft-snap-int", "50ms")
     try:
         c.start()
         leader = c.leader()
@@ -132,3 +142,14 @@ def test_backup_from_a_follower_loads_into_a_fresh_cluster(tmp_path: Path) -> No
     finally:
         src.stop()
         dst.stop()
+
+
+def test_wal_size_triggers_a_snapshot(node_factory: NodeFactory) -> None:
+    node = node_factory(
+        "-raft-snap", "1000000", "-raft-snap-wal-size", "65536", "-raft-snap-int", "50ms"
+    )
+    node.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    for _ in range(5):
+        node.execute(*[["INSERT INTO t(v) VALUES(?)", "x" * 4000] for _ in range(10)])
+    # Far fewer entries than -raft-snap: the WAL's size asked for it.
+    wait_for("a snapshot", lambda: raft_status(node)["raft"]["last_snapshot_index"] > 0, 10)
