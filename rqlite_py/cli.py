@@ -89,6 +89,7 @@ def run(cfg: config.NodeConfig) -> int:
         trailing_logs=cfg.raft_snap + cfg.raft_snap // 4,
         snap_interval_s=cfg.raft_snap_interval_s,
         snap_wal_bytes=cfg.raft_snap_wal_size_bytes,
+        compress_snapshots=cfg.compress_snap_transport,
     )
     stop = threading.Event()
 

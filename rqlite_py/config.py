@@ -458,6 +458,7 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "raft-snap",
         "raft-snap-int",
         "raft-snap-wal-size",
+        "compress-snap-transport",
         "raft-cluster-remove-shutdown",
         "version",
     }

@@ -161,6 +161,7 @@ class StoreConfig:
     trailing_logs: int = 10240
     """Entries kept after a snapshot for followers that lag a little."""
     snap_interval_s: float = 10.0
+    compress_snapshots: bool = False
     snap_wal_bytes: int = 4 << 20
 
 
@@ -214,6 +215,7 @@ class Store:
             on_unreachable=lambda n: self.driver.report_unreachable(n),
             on_snapshot=lambda m, path: self.driver.receive_snapshot(m, path),
             staging_dir=self.staging_dir,
+            compress_snapshots=cfg.compress_snapshots,
             connect_timeout_s=cfg.connect_timeout_s,
         )
         self._notified: dict[NodeId, str] = {}

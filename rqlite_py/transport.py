@@ -17,6 +17,7 @@ import os
 import socket
 import tempfile
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable
 
@@ -164,6 +165,7 @@ class Transport:
         on_unreachable: Callable[[NodeId], None],
         on_snapshot: Callable[[Message, str], None] | None = None,
         staging_dir: str = "",
+        compress_snapshots: bool = False,
         connect_timeout_s: float = 5.0,
         send_timeout_s: float = 5.0,
     ) -> None:
@@ -179,6 +181,7 @@ class Transport:
         self.on_unreachable = on_unreachable
         self.on_snapshot = on_snapshot
         self.staging_dir = staging_dir
+        self.compress_snapshots = compress_snapshots
         self.connect_timeout_s = connect_timeout_s
         self.send_timeout_s = send_timeout_s
         self._peers: dict[NodeId, _Peer] = {}
@@ -280,7 +283,12 @@ class Transport:
             ok = False
             try:
                 size = os.path.getsize(path)
-                header = {"size": size, "sha256": snapshots.file_sha256(path)}
+                header = {
+                    "size": size,
+                    "sha256": snapshots.file_sha256(path),
+                    "zlib": self.compress_snapshots,
+                }
+                z = zlib.compressobj(1) if self.compress_snapshots else None
                 with socket.create_connection(split_addr(addr), self.connect_timeout_s) as sock:
                     sock.settimeout(max(self.send_timeout_s, 30.0))
                     sock.sendall(
@@ -291,7 +299,11 @@ class Transport:
                     )
                     with open(path, "rb") as f:
                         while chunk := f.read(SNAPSHOT_CHUNK):
-                            sock.sendall(wire.frame(wire.KIND_CHUNK, chunk))
+                            data = z.compress(chunk) if z else chunk
+                            if data:
+                                sock.sendall(wire.frame(wire.KIND_CHUNK, data))
+                    if z:
+                        sock.sendall(wire.frame(wire.KIND_CHUNK, z.flush()))
                     got = read_frame(sock)
                     ok = got is not None and bool(wire.decode_json(got[1]).get("ok"))
             except (OSError, TransportError, wire.WireError) as e:
@@ -314,14 +326,21 @@ class Transport:
             raise wire.WireError("not a snapshot for this node")
         fd, tmp = tempfile.mkstemp(dir=self.staging_dir or None, suffix=".snapshot.tmp")
         received = 0
+        z = zlib.decompressobj() if header.get("zlib") else None
         with os.fdopen(fd, "wb") as f:
             while received < size:
                 chunk = read_frame(sock)
                 if chunk is None or chunk[0] != wire.KIND_CHUNK:
                     os.remove(tmp)
                     raise wire.WireError("snapshot stream ended early")
-                f.write(chunk[1])
-                received += len(chunk[1])
+                try:
+                    # Bounded: never more than one chunk's worth beyond `size`.
+                    data = z.decompress(chunk[1], size - received + 1) if z else chunk[1]
+                except zlib.error as e:
+                    os.remove(tmp)
+                    raise wire.WireError(f"bad compressed snapshot: {e}") from e
+                f.write(data)
+                received += len(data)
             f.flush()
             os.fsync(f.fileno())
         if received != size or snapshots.file_sha256(tmp) != digest:

@@ -527,7 +527,7 @@ def test_validate_catches_directly_built_configs() -> None:
     ("argv", "flag"),
     [
         (["-disco-mode", "dns", "-bootstrap-expect", "3"], "disco-mode"),
-        (["-compress-snap-transport"], "compress-snap-transport"),
+        (["-auto-optimize-int", "1h"], "auto-optimize-int"),
         (["-write-queue-tx"], "write-queue-tx"),
         (["-auth", "users.json"], "auth"),
         (["-raft-commit-timeout", "10ms"], "raft-commit-timeout"),

@@ -94,7 +94,9 @@ def test_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
 
 
 def test_new_node_joins_a_compacted_cluster(tmp_path: Path) -> None:
-    c = LocalCluster(tmp_path, 3, "-raft-snap", "25", "-raft-snap-int", "50ms")
+    c = LocalCluster(
+        tmp_path, 3, "-raft-snap", "25", "-raft-snap-int", "50ms", "-compress-snap-transport"
+    )
     try:
         c.start()
         leader = c.leader()
