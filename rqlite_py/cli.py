@@ -90,6 +90,8 @@ def run(cfg: config.NodeConfig) -> int:
         snap_interval_s=cfg.raft_snap_interval_s,
         snap_wal_bytes=cfg.raft_snap_wal_size_bytes,
         compress_snapshots=cfg.compress_snap_transport,
+        reap_voter_timeout_s=cfg.raft_reap_node_timeout_s,
+        reap_learner_timeout_s=cfg.raft_reap_read_only_node_timeout_s,
     )
     stop = threading.Event()
 

@@ -459,6 +459,8 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "raft-snap-int",
         "raft-snap-wal-size",
         "compress-snap-transport",
+        "raft-reap-node-timeout",
+        "raft-reap-read-only-node-timeout",
         "raft-cluster-remove-shutdown",
         "version",
     }

@@ -129,6 +129,9 @@ class Driver:
         self._copy_done: Callable[[], None] | None = None
         self.last_snapshot_stall_s = 0.0
         self._incoming: dict[int, str] = {}
+        self.heard: dict[NodeId, float] = {}
+        """When each peer was last heard from (monotonic): for reaping."""
+        self.leader_since = 0.0
         self.num_snapshots = 0
         self.num_restores = 0
         cfg = Config(
@@ -206,7 +209,11 @@ class Driver:
         return fut
 
     def step(self, m: Message) -> None:
-        self._inbox.put(lambda: self.core.step(m))
+        def do() -> None:
+            self.heard[m.from_] = time.monotonic()
+            self.core.step(m)
+
+        self._inbox.put(do)
 
     def receive_snapshot(self, m: Message, path: str) -> None:
         """A snapshot file arrived with its SNAPSHOT message."""
@@ -346,6 +353,8 @@ class Driver:
             self._caught_up_at = now
         self.status = self._snapshot_status()
         self._serve_reads()
+        if not was_leader and rd.soft_state.role is Role.LEADER:
+            self.leader_since = now  # reaping clocks start again with a new leader
         if was_leader and rd.soft_state.role is not Role.LEADER:
             err = NotLeaderError(rd.soft_state.leader)
             for fut in self._reads.values():

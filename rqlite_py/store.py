@@ -162,6 +162,8 @@ class StoreConfig:
     """Entries kept after a snapshot for followers that lag a little."""
     snap_interval_s: float = 10.0
     compress_snapshots: bool = False
+    reap_voter_timeout_s: float = 0.0
+    reap_learner_timeout_s: float = 0.0
     snap_wal_bytes: int = 4 << 20
 
 
@@ -218,6 +220,7 @@ class Store:
             compress_snapshots=cfg.compress_snapshots,
             connect_timeout_s=cfg.connect_timeout_s,
         )
+        self._closed = threading.Event()
         self._notified: dict[NodeId, str] = {}
         self._notified_lock = threading.Lock()
         self.driver = self._make_driver()
@@ -272,6 +275,8 @@ class Store:
         self._start_raft()
 
     def _start_raft(self) -> None:
+        if self.cfg.reap_voter_timeout_s or self.cfg.reap_learner_timeout_s:
+            threading.Thread(target=self._reap_loop, name="reaper", daemon=True).start()
         self.driver.start()
         if self.driver.core.conf.voters == (self.cfg.node_id,):
             self.driver.campaign()  # alone: no need to wait for an election timeout
@@ -397,6 +402,7 @@ class Store:
         return not self.is_leader()
 
     def close(self) -> None:
+        self._closed.set()
         self.transport.stop()
         self.driver.stop()
         self.logstore.close()
@@ -476,6 +482,30 @@ class Store:
         if not self.raft.conf.is_member(node):
             raise StoreError(f"node {node} is not a member of the cluster")
         self._change(ConfChange(ConfChangeType.REMOVE, node))
+
+    def _reap_loop(self) -> None:
+        """On the leader: remove members silent for longer than their
+        -raft-reap-*-timeout. The clock starts again with each new leader."""
+        while self.driver.fatal is None and not self._closed.wait(1.0):
+            raft = self.raft
+            if raft.role is not Role.LEADER:
+                continue
+            now = time.monotonic()
+            for node in raft.voters + raft.learners:
+                if node == self.cfg.node_id:
+                    continue
+                limit = (
+                    self.cfg.reap_voter_timeout_s
+                    if node in raft.voters
+                    else self.cfg.reap_learner_timeout_s
+                )
+                silent = now - max(self.driver.heard.get(node, 0.0), self.driver.leader_since)
+                if limit and silent > limit:
+                    log.warning("reaping node %s: silent for %.1fs", node, silent)
+                    try:
+                        self.remove(node)
+                    except (StoreError, NotLeaderHere, LeaderNotFoundError) as e:
+                        log.warning("reaping %s failed: %s", node, e)
 
     def remove_self(self, timeout_s: float) -> None:
         """-raft-cluster-remove-shutdown: leave the cluster before stopping."""

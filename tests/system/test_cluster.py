@@ -432,3 +432,39 @@ def test_cluster_remove_shutdown_leaves_on_sigterm(tmp_path: Path) -> None:
         c.leader().execute("CREATE TABLE t (x)")  # 2 of 2 now
     finally:
         c.stop()
+
+
+def test_dead_nodes_are_reaped(tmp_path: Path) -> None:
+    c = LocalCluster(
+        tmp_path, 3, "-raft-reap-node-timeout", "2s", "-raft-reap-read-only-node-timeout", "1s"
+    )
+    try:
+        c.start()
+        ro = Node(
+            tmp_path / "ro",
+            *FAST,
+            "-raft-non-voter",
+            "-join",
+            f"127.0.0.1:{c.nodes[0].raft_port}",
+            node_id="ro",
+        )
+        c.nodes.append(ro)
+        ro.start()
+        leader = c.leader()
+        wait_for("the non-voter to be known", lambda: "ro" in leader.get("/nodes?nonvoters").json())
+        ro.kill()
+        wait_for(
+            "the non-voter to be reaped",
+            lambda: "ro" not in leader.get("/nodes?nonvoters").json(),
+            15,
+        )
+        victim = c.followers()[0]
+        victim.kill()
+        wait_for(
+            "the dead voter to be reaped",
+            lambda: victim.node_id not in leader.get("/nodes").json(),
+            15,
+        )
+        leader.execute("CREATE TABLE t (x)")  # 2 of 2
+    finally:
+        c.stop()
