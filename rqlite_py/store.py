@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import logging
 import os
 import shutil
@@ -38,6 +39,7 @@ from .raft.types import (
     Index,
     NodeId,
     Role,
+    SnapshotMeta,
     Term,
 )
 from .results import Response, Result
@@ -201,6 +203,10 @@ class Store:
         self.fsm.applied_index = snap.index
         self.fsm.conf = snap.conf
         self.restored_at_start = bool(snap.index) and not self.reused_at_start
+        peers = os.path.join(cfg.data_dir, "raft", "peers.json")
+        recovering = os.path.exists(peers)
+        if recovering:
+            self._recover(peers)
         fresh = self.logstore.is_empty()
         if fresh and not cfg.join:
             self._bootstrap()
@@ -224,7 +230,8 @@ class Store:
         self._notified: dict[NodeId, str] = {}
         self._notified_lock = threading.Lock()
         self.driver = self._make_driver()
-        if cfg.join and not fresh and self.driver.core.conf.voters == (cfg.node_id,):
+        alone = self.driver.core.conf.voters == (cfg.node_id,)
+        if cfg.join and not fresh and alone and not recovering:
             raise StoreError(
                 "this node already runs its own single-node cluster; "
                 "it cannot join another (remove its data directory to join)"
@@ -234,6 +241,40 @@ class Store:
         # Not ready until the log committed before this start is re-applied,
         # so a freshly restarted node never serves a half-rebuilt database.
         self._startup_commit = self.logstore.hard_state().commit
+
+    def _recover(self, peers_path: str) -> None:
+        """Quorum loss: an operator wrote raft/peers.json with the members
+        that remain. Apply everything in the log, write a snapshot there with
+        that configuration and nothing after it, then rename the file to
+        peers.info so that this happens once (as hashicorp/raft's
+        RecoverCluster and rqlite do)."""
+        try:
+            with open(peers_path) as f:
+                peers = json.load(f)
+            voters = [p["id"] for p in peers if not p.get("non_voter", False)]
+            learners = [p["id"] for p in peers if p.get("non_voter", False)]
+            conf = ConfState.of(voters, learners, {p["id"]: p["address"] for p in peers})
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise StoreError(f"cannot read {peers_path}: {e}") from e
+        if not conf.voters:
+            raise StoreError(f"{peers_path} names no voter")
+        ls = self.logstore
+        last = ls.last_index()
+        if last > self.fsm.applied_index:
+            self.fsm.apply(ls.entries(Index(self.fsm.applied_index + 1), Index(last + 1), 1 << 62))
+        if not self.db.checkpoint(db.BUSY_TIMEOUT_MS):
+            raise StoreError("recovery: cannot checkpoint the database")
+        meta = SnapshotMeta(last, ls.term(last), conf)
+        tmp = self.snapshots.tmp_path(meta)
+        shutil.copyfile(self.db_path, tmp)
+        self.snapshots.commit(meta, tmp)
+        ls.set_snapshot(meta, self.db.fingerprint())
+        ls.compact(last)
+        hs = ls.hard_state()
+        ls.save((), HardState(hs.term, hs.vote, last))
+        self.fsm.conf = conf
+        os.replace(peers_path, peers_path[: -len(".json")] + ".info")
+        log.warning("recovered from peers.json: members now %s", ", ".join(conf.members()))
 
     def _reusable(self, snap_index: int) -> bool:
         """Is the database file exactly as the latest snapshot left it?"""

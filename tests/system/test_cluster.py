@@ -468,3 +468,30 @@ def test_dead_nodes_are_reaped(tmp_path: Path) -> None:
         leader.execute("CREATE TABLE t (x)")  # 2 of 2
     finally:
         c.stop()
+
+
+def test_quorum_loss_recovered_with_peers_json(cluster3: LocalCluster) -> None:
+    import json
+
+    leader = cluster3.leader()
+    leader.execute("CREATE TABLE t (x)", *[["INSERT INTO t VALUES(?)", i] for i in range(10)])
+    survivor = cluster3.followers()[0]
+    wait_for("the survivor to apply", lambda: len(rows(survivor, "SELECT x FROM t", "none")) == 10)
+    for n in cluster3.nodes:
+        n.kill()  # two of three are gone for good: no quorum
+    peers = [
+        {"id": survivor.node_id, "address": f"127.0.0.1:{survivor.raft_port}", "non_voter": False}
+    ]
+    (survivor.data_dir / "raft").mkdir(exist_ok=True)
+    (survivor.data_dir / "raft" / "peers.json").write_text(json.dumps(peers))
+    survivor.start()
+    wait_for(
+        "the survivor to lead alone",
+        lambda: survivor.get("/status?key=store.raft.state").json() == "Leader",
+        15,
+    )
+    assert len(rows(survivor, "SELECT x FROM t", "strong")) == 10
+    survivor.execute(["INSERT INTO t VALUES(?)", 10])
+    assert (survivor.data_dir / "raft" / "peers.info").exists()
+    assert not (survivor.data_dir / "raft" / "peers.json").exists()
+    assert list(survivor.get("/nodes").json()) == [survivor.node_id]
