@@ -184,7 +184,11 @@ class Transport:
         self.compress_snapshots = compress_snapshots
         self.connect_timeout_s = connect_timeout_s
         self.send_timeout_s = send_timeout_s
-        self._peers: dict[NodeId, _Peer] = {}
+        # Two connections per peer: appends that carry entries go on the
+        # bulk lane; heartbeats, votes and answers on the fast lane, so that
+        # a large append never holds up the heartbeats that keep a leader
+        # in place (Raft tolerates the reordering between the two).
+        self._peers: dict[NodeId, tuple[_Peer, _Peer]] = {}
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._stopping = False
@@ -202,9 +206,9 @@ class Transport:
             with contextlib.suppress(OSError):
                 self._listener.close()
         with self._lock:
-            peers = list(self._peers.values())
+            lanes = [p for pair in self._peers.values() for p in pair]
             self._peers.clear()
-        for p in peers:
+        for p in lanes:
             p.close()
 
     # -- outbound ----------------------------------------------------------------
@@ -219,18 +223,20 @@ class Transport:
         # but is not (yet) in our configuration is reachable too.
         addrs = {**self._learned, **self._conf_addrs}
         for node in list(self._peers):
-            if node not in addrs or self._peers[node].addr != addrs[node]:
-                self._peers.pop(node).close()
+            if node not in addrs or self._peers[node][0].addr != addrs[node]:
+                for lane in self._peers.pop(node):
+                    lane.close()
         for node, addr in addrs.items():
             if node != self.node_id and addr and node not in self._peers:
-                self._peers[node] = _Peer(self, node, addr)
+                self._peers[node] = (_Peer(self, node, addr), _Peer(self, node, addr))
 
     def send(self, m: Message) -> None:
-        peer = self._peers.get(m.to)
-        if peer is None:
+        lanes = self._peers.get(m.to)
+        if lanes is None:
             self.on_unreachable(m.to)
             return
-        peer.put(m)
+        fast, bulk = lanes
+        (bulk if m.entries else fast).put(m)
 
     # -- inbound -----------------------------------------------------------------
     def _accept(self) -> None:
