@@ -44,6 +44,8 @@ def build_db(path: str, mb: int) -> int:
 
 
 class Proc:
+    extra: tuple[str, ...] = ()
+
     def __init__(self, base: str, name: str, join: str = "") -> None:
         self.http, self.raft = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http}"
@@ -56,6 +58,7 @@ class Proc:
             "-raft-snap", "1000000",
             "-http-max-body-bytes", str(1 << 30),
             "-raft-snap-wal-size", str(1 << 40),
+            *self.extra,
             *(["-join", join] if join else []),
             os.path.join(base, name),
         ]  # fmt: skip
@@ -154,10 +157,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes-mb", default="10,100")
     ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument(
+        "--flags", default="", help="extra node flags, e.g. '-raft-election-timeout 3s'"
+    )
     a = ap.parse_args()
+    Proc.extra = tuple(a.flags.split())
     cols = ["db_mb", "load_s", "snapshot_s", "write_pause_s", "catch_up_s", "restart_s"]
-    print(f"{a.nodes}-node cluster; times in seconds (load: /db/load of a file up to 200 MB,")
-    print("bulk INSERTs of 1000 rows per request beyond)")
+    print(f"{a.nodes}-node cluster {a.flags}; times in seconds")
+    print("(load: /db/load of a file up to 200 MB, bulk INSERTs of 1000 rows per request beyond)")
     print(" ".join(f"{c:>14}" for c in cols) + "  reused-db-on-restart")
     for mb in (int(x) for x in a.sizes_mb.split(",")):
         f = measure(mb, a.nodes)
