@@ -201,3 +201,28 @@ def test_kill_9_at_many_points_while_snapshotting(node_factory: NodeFactory) -> 
     assert len(have) == len(set(have)), "applied twice"
     assert not set(acked) - set(have), "acknowledged and lost"
     assert raft_status(node)["raft"]["last_snapshot_index"] > 0
+
+
+def test_kill_9_of_a_follower_while_it_catches_up_by_snapshot(tmp_path: Path) -> None:
+    """Whatever moment the kill lands on (receiving the file, restoring it,
+    replacing the log), the follower comes back with the leader's data."""
+    c = LocalCluster(tmp_path, 3, "-raft-snap", "20", "-raft-snap-int", "20ms")
+    try:
+        c.start()
+        leader = c.leader()
+        leader.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        victim = c.followers()[0]
+        written = 0
+        for _ in range(3):
+            victim.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+            for _ in range(60):
+                leader.execute(["INSERT INTO t(v) VALUES(?)", "x" * 2000])
+                written += 1
+            victim.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+            victim.kill()
+            victim.start()
+        wait_for("the follower to catch up", lambda: count(victim) == written, 30)
+        want = leader.query("SELECT group_concat(id) FROM t")
+        assert victim.query("SELECT group_concat(id) FROM t", "?level=none") == want
+    finally:
+        c.stop()
