@@ -18,6 +18,13 @@ def rows(node: Node, sql: str, level: str = "weak") -> list[list[object]]:
     return body["results"][0].get("values", [])
 
 
+def maybe_rows(node: Node, sql: str, level: str = "none") -> list[list[object]] | None:
+    """For polling: None while the statement still fails (e.g. the table has
+    not reached this node yet)."""
+    body = node.query(sql, f"?level={level}")
+    return None if "error" in body["results"][0] else body["results"][0].get("values", [])
+
+
 def test_cluster_forms_and_every_node_serves(cluster3: LocalCluster) -> None:
     leader = cluster3.leader()
     nodes = leader.get("/nodes?ver=2").json()["nodes"]
@@ -32,7 +39,8 @@ def test_cluster_forms_and_every_node_serves(cluster3: LocalCluster) -> None:
         for level in ("weak", "linearizable", "strong"):
             assert len(rows(n, "SELECT * FROM foo", level)) == 3
         wait_for(
-            f"{n.node_id} to apply", lambda n=n: len(rows(n, "SELECT * FROM foo", "none")) == 3
+            f"{n.node_id} to apply",
+            lambda n=n: len(maybe_rows(n, "SELECT * FROM foo", "none") or []) == 3,
         )
 
 
@@ -84,7 +92,7 @@ def test_kill_leader_under_write_load_loses_nothing(cluster3: LocalCluster) -> N
     old.start()  # the old leader comes back and catches up
     wait_for(
         "the old leader to catch up",
-        lambda: sorted(v[0] for v in rows(old, "SELECT n FROM w", "none")) == sorted(have),
+        lambda: sorted(v[0] for v in maybe_rows(old, "SELECT n FROM w") or []) == sorted(have),
         30,
     )
 
@@ -101,7 +109,10 @@ def test_whole_cluster_restart_keeps_everything(cluster3: LocalCluster) -> None:
         n.wait_ready()
     cluster3.leader()
     for n in cluster3.nodes:
-        wait_for(f"{n.node_id} data", lambda n=n: len(rows(n, "SELECT x FROM t", "none")) == 20)
+        wait_for(
+            f"{n.node_id} data",
+            lambda n=n: len(maybe_rows(n, "SELECT x FROM t", "none") or []) == 20,
+        )
 
 
 def test_isolated_leader_never_answers_linearizable_reads(cluster3: LocalCluster) -> None:
@@ -134,7 +145,9 @@ def test_fourth_node_joins_and_catches_up(cluster3: LocalCluster, tmp_path: Path
     cluster3.nodes.append(n4)
     n4.start()
     cluster3.wait_members(4)
-    wait_for("n4 to catch up", lambda: len(rows(n4, "SELECT x FROM t", "none")) == 50, 30)
+    wait_for(
+        "n4 to catch up", lambda: len(maybe_rows(n4, "SELECT x FROM t", "none") or []) == 50, 30
+    )
     assert n4.get("/nodes").json()["n4"]["voter"] is True
 
 
@@ -179,7 +192,9 @@ def test_none_reads_with_freshness_on_a_follower(cluster3: LocalCluster) -> None
     leader = cluster3.leader()
     leader.execute("CREATE TABLE t (x)", ["INSERT INTO t VALUES(?)", 1])
     follower = cluster3.followers()[0]
-    wait_for("the follower to apply", lambda: rows(follower, "SELECT x FROM t", "none") == [[1]])
+    wait_for(
+        "the follower to apply", lambda: maybe_rows(follower, "SELECT x FROM t", "none") == [[1]]
+    )
     fresh = follower.query("SELECT x FROM t", "?level=none&freshness=5s")
     assert fresh["results"][0]["values"] == [[1]]
     others = [n for n in cluster3.nodes if n is not follower]
@@ -240,7 +255,7 @@ def test_non_voter_receives_everything_and_does_not_vote(
     cluster3.nodes.append(ro)
     ro.start()
     cluster3.nodes[0].execute("CREATE TABLE t (x)", ["INSERT INTO t VALUES(?)", 7])
-    wait_for("the non-voter to apply", lambda: rows(ro, "SELECT x FROM t", "none") == [[7]])
+    wait_for("the non-voter to apply", lambda: maybe_rows(ro, "SELECT x FROM t", "none") == [[7]])
     assert rows(ro, "SELECT x FROM t", "auto") == [[7]]  # auto = none on a non-voter
     nodes = cluster3.nodes[0].get("/nodes?nonvoters").json()
     assert nodes["ro"]["voter"] is False and "ro" not in cluster3.nodes[0].get("/nodes").json()
@@ -264,7 +279,8 @@ def test_bootstrap_expect_forms_one_cluster(tmp_path: Path) -> None:
         leader.execute("CREATE TABLE t (x)", ["INSERT INTO t VALUES(?)", 1])
         for n in nodes:
             wait_for(
-                f"{n.node_id} to apply", lambda n=n: rows(n, "SELECT x FROM t", "none") == [[1]]
+                f"{n.node_id} to apply",
+                lambda n=n: maybe_rows(n, "SELECT x FROM t", "none") == [[1]],
             )
         # Restarted with the same flags, they come back as the same cluster.
         c.stop()
@@ -370,7 +386,7 @@ def test_same_node_id_from_a_new_address_replaces_the_member(
     nodes = cluster3.leader().get("/nodes").json()
     assert nodes["n3"]["addr"] == f"127.0.0.1:{new.raft_port}" and nodes["n3"]["reachable"]
     cluster3.nodes[0].execute("CREATE TABLE t (x)", ["INSERT INTO t VALUES(?)", 1])
-    wait_for("the new n3 to apply", lambda: rows(new, "SELECT x FROM t", "none") == [[1]])
+    wait_for("the new n3 to apply", lambda: maybe_rows(new, "SELECT x FROM t", "none") == [[1]])
 
 
 def test_sigterm_on_the_leader_hands_leadership_over(cluster3: LocalCluster) -> None:
@@ -476,7 +492,10 @@ def test_quorum_loss_recovered_with_peers_json(cluster3: LocalCluster) -> None:
     leader = cluster3.leader()
     leader.execute("CREATE TABLE t (x)", *[["INSERT INTO t VALUES(?)", i] for i in range(10)])
     survivor = cluster3.followers()[0]
-    wait_for("the survivor to apply", lambda: len(rows(survivor, "SELECT x FROM t", "none")) == 10)
+    wait_for(
+        "the survivor to apply",
+        lambda: len(maybe_rows(survivor, "SELECT x FROM t", "none") or []) == 10,
+    )
     for n in cluster3.nodes:
         n.kill()  # two of three are gone for good: no quorum
     peers = [
