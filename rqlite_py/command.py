@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import enum
 import json
+import struct
 from dataclasses import dataclass
 
 from .results import Value
@@ -67,19 +68,44 @@ def _dec_value(v: object) -> Value:
 
 
 LOAD_PREFIX = b"\x00LOAD"
-"""A whole SQLite database file travels raw after this prefix, not as JSON."""
+"""A piece of a SQLite database file travels raw after this prefix and a
+small binary header, not as JSON."""
+_LOAD_HEADER = struct.Struct(">16sII")
+LOAD_CHUNK_BYTES = 16 << 20
+"""A loaded file is split into entries of at most this much, so that no
+entry holds up the Raft loop (or exceeds a frame) however large the file."""
 
 
-def encode_load(database: bytes) -> bytes:
-    return LOAD_PREFIX + database
+@dataclass(frozen=True, slots=True)
+class LoadChunk:
+    load_id: bytes
+    seq: int
+    count: int
+    data: bytes
 
 
-def is_load(data: bytes) -> bool:
-    return data.startswith(LOAD_PREFIX)
+def encode_load_chunks(database: bytes, load_id: bytes) -> list[bytes]:
+    pieces = [
+        database[i : i + LOAD_CHUNK_BYTES] for i in range(0, len(database), LOAD_CHUNK_BYTES)
+    ] or [b""]
+    return [
+        LOAD_PREFIX + _LOAD_HEADER.pack(load_id, seq, len(pieces)) + piece
+        for seq, piece in enumerate(pieces)
+    ]
 
 
-def load_bytes(data: bytes) -> bytes:
-    return data[len(LOAD_PREFIX) :]
+def decode_load_chunk(data: bytes) -> LoadChunk | None:
+    """The chunk in an entry, or None when the entry is not a load chunk."""
+    if not data.startswith(LOAD_PREFIX):
+        return None
+    start = len(LOAD_PREFIX)
+    try:
+        load_id, seq, count = _LOAD_HEADER.unpack_from(data, start)
+    except struct.error as e:
+        raise CommandError(f"bad load chunk: {e}") from e
+    if seq >= count:
+        raise CommandError(f"bad load chunk {seq} of {count}")
+    return LoadChunk(load_id, seq, count, data[start + _LOAD_HEADER.size :])
 
 
 def encode(cmd: Command) -> bytes:

@@ -252,6 +252,9 @@ class Driver:
 
         def do() -> None:
             self._wait_for_snapshot_copy()
+            if self.fsm.is_staging:
+                fut.set_exception(RaftError("a load is in progress; try again when it is done"))
+                return
             if self._begin_snapshot(keep, fut, wait_readers_ms=BUSY_READERS_MS):
                 return
             if not fut.done():
@@ -390,7 +393,7 @@ class Driver:
 
     # -- snapshots ----------------------------------------------------------------
     def _snapshot_due(self) -> bool:
-        if self.snapshots is None or self._copying is not None:
+        if self.snapshots is None or self._copying is not None or self.fsm.is_staging:
             return False
         since = self.fsm.applied_index - self.storage.snapshot_meta().index
         if since <= 0:
@@ -415,6 +418,8 @@ class Driver:
         False when readers held the WAL too long (try again later)."""
         index = Index(self.fsm.applied_index)
         last = self.storage.snapshot_meta()
+        if self.fsm.is_staging:
+            return False  # a load is half-applied: its pieces are not in the database yet
         if self.snapshots is None or index < last.index or (index == last.index and not force):
             if fut is not None:
                 fut.set_result(0)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 
 import apsw
@@ -23,6 +22,8 @@ from .raft.types import ConfState, Entry, EntryType
 from .results import Result
 
 log = logging.getLogger(__name__)
+
+STAGING_EXPIRY_ENTRIES = 1000
 
 _MODES = {
     command.Kind.EXECUTE: db.Mode.EXECUTE,
@@ -42,16 +43,48 @@ class StateMachine:
         self.db = database
         self.applied_index = 0
         self.conf = ConfState()
+        self._staging_path = database.path + ".load"
+        self._staging: tuple[bytes, int, int] | None = None
+        """(load id, next piece expected, index of the last piece) of a load in progress."""
+        self._drop_staging()
 
-    def _load(self, data: bytes) -> list[Result]:
-        fd, tmp = tempfile.mkstemp(suffix=".load.sqlite", dir=os.path.dirname(self.db.path))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            self.load_database(tmp)
-        finally:
-            os.remove(tmp)
+    def _load_chunk(self, chunk: command.LoadChunk, index: int) -> list[Result]:
+        """Stage the pieces of a loaded file; the last one replaces the
+        database. Every node stages the same pieces at the same indexes."""
+        if chunk.seq == 0:
+            self._drop_staging()
+            self._staging = (chunk.load_id, 0, index)
+            open(self._staging_path, "wb").close()
+        elif self._staging is None or self._staging[:2] != (chunk.load_id, chunk.seq):
+            # A piece of a load whose start this node never staged (an
+            # abandoned load): nothing to add it to.
+            return []
+        with open(self._staging_path, "ab") as f:
+            f.write(chunk.data)
+        self._staging = (chunk.load_id, chunk.seq + 1, index)
+        if chunk.seq == chunk.count - 1:
+            self.load_database(self._staging_path)
+            self._drop_staging()
         return []
+
+    def _expire_staging(self, index: int) -> None:
+        """A load abandoned midway (its leader died) is dropped once this many
+        entries have gone by without a piece of it: at the same index on every
+        node, since it is counted in the log."""
+        if self._staging is not None and index - self._staging[2] > STAGING_EXPIRY_ENTRIES:
+            log.warning("dropping an abandoned load")
+            self._drop_staging()
+
+    def _drop_staging(self) -> None:
+        self._staging = None
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._staging_path)
+
+    @property
+    def is_staging(self) -> bool:
+        """A load is half-applied: no snapshot may be taken now, because the
+        staged pieces are not part of the database yet."""
+        return self._staging is not None
 
     def snapshot_to(self, path: str) -> None:
         """Copy the database as it stands (this thread owns the writer, so
@@ -67,6 +100,7 @@ class StateMachine:
         """Replace the whole database with the snapshot file at `path`.
         Readers see the old database or the new one, never a mix."""
         self.load_database(path)
+        self._drop_staging()
         self.applied_index = index
         self.conf = conf
 
@@ -76,6 +110,7 @@ class StateMachine:
         for e in entries:
             out.append(self._apply_one(e))
             self.applied_index = e.index
+            self._expire_staging(e.index)
         return out
 
     def load_database(self, path: str) -> None:
@@ -93,8 +128,9 @@ class StateMachine:
             return []
         if not e.data:
             return []  # a new leader's no-op
-        if command.is_load(e.data):
-            return self._load(command.load_bytes(e.data))
+        chunk = command.decode_load_chunk(e.data)
+        if chunk is not None:
+            return self._load_chunk(chunk, e.index)
         cmd = command.decode(e.data)
         if cmd.kind is command.Kind.LOAD_SQL:
             writer = self.db.writer

@@ -385,7 +385,12 @@ class Store:
         log; SQL text runs as one statement string, undone on error."""
         self._require_leader()
         if data.startswith(SQLITE_HEADER):
-            index, results = self._wait(self.driver.propose(command.encode_load(data)))
+            # One piece at a time: each Ready then carries at most one piece,
+            # so persisting it never stalls the Raft loop long enough to
+            # cost the leader its lease. The last piece replaces the database.
+            index, results = Index(0), []
+            for chunk in command.encode_load_chunks(data, os.urandom(16)):
+                index, results = self._wait(self.driver.propose(chunk))
             return Response(results=results, raft_index=index)
         try:
             text = data.decode("utf-8")

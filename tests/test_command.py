@@ -44,3 +44,15 @@ def test_round_trip(cmd: Command) -> None:
 def test_garbage_is_a_command_error(data: bytes) -> None:
     with pytest.raises(CommandError):
         command.decode(data)
+
+
+def test_load_chunks_round_trip_and_garbage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(command, "LOAD_CHUNK_BYTES", 4)
+    data = b"SQLite format 3\x00xyz"
+    chunks = command.encode_load_chunks(data, b"i" * 16)
+    decoded = [command.decode_load_chunk(c) for c in chunks]
+    assert [(c.seq, c.count) for c in decoded if c] == [(i, 5) for i in range(5)]
+    assert b"".join(c.data for c in decoded if c) == data
+    assert command.decode_load_chunk(command.encode(CASES[0])) is None
+    with pytest.raises(CommandError):
+        command.decode_load_chunk(command.LOAD_PREFIX + b"short")

@@ -353,3 +353,20 @@ def test_boot(foo: FlaskClient, client: FlaskClient) -> None:
     assert client.post("/boot", data=b"not sqlite").status_code == 400
     assert client.post("/boot", data=binary).status_code == 200
     assert json.loads(q(client, ["SELECT name FROM foo"]))["results"][0]["values"] == [["fiona"]]
+
+
+def test_load_in_pieces(
+    foo: FlaskClient, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file loads as many log entries; the database changes only with the last."""
+    from rqlite_py import command
+
+    monkeypatch.setattr(command, "LOAD_CHUNK_BYTES", 1000)
+    ex(foo, [["INSERT INTO foo(name, age) VALUES(?, ?)", "x" * 1500, i] for i in range(20)])
+    binary = foo.get("/db/backup").data
+    assert len(binary) > 10 * 1000
+    ex(foo, ["DROP TABLE foo"])
+    r = client.post("/db/load?raft_index", data=binary)
+    body = json.loads(r.data)
+    assert r.status_code == 200 and body["raft_index"] > len(binary) // 1000
+    assert json.loads(q(client, ["SELECT count(*) FROM foo"]))["results"][0]["values"] == [[21]]
