@@ -18,10 +18,8 @@ from cheroot import wsgi
 from . import __version__, config
 from .cluster import JoinError
 from .http.app import create_app
-from .raft.core import RaftError
 from .raft.types import NodeId
 from .store import Store, StoreConfig, StoreError
-from .transport import TransportError
 
 log = logging.getLogger("rqlite_py")
 
@@ -145,19 +143,30 @@ def run(cfg: config.NodeConfig) -> int:
         cfg.data_dir,
     )
     stop.wait()
-    if cfg.raft_cluster_remove_shutdown:
-        try:
-            store.remove_self(cfg.raft_apply_timeout_s)
-            log.info("removed this node from the cluster before shutting down")
-        except (StoreError, TransportError, RaftError) as e:
-            log.warning("could not leave the cluster: %s", e)
-    elif cfg.raft_shutdown_stepdown and store.step_down(cfg.raft_election_timeout_s * 5):
-        log.info("handed leadership over before shutting down")
-    server.stop()
-    serving.join(SHUTDOWN_GRACE_S)
-    store.close()
+    try:
+        leave_or_hand_over(store, cfg)
+    finally:
+        # Whatever happened above, stop serving and close the files: a node
+        # that was asked to stop must stop.
+        server.stop()
+        serving.join(SHUTDOWN_GRACE_S)
+        store.close()
     log.info("node %s stopped", cfg.node_id)
     return 0
+
+
+def leave_or_hand_over(store: Store, cfg: config.NodeConfig) -> None:
+    """Before stopping: leave the cluster (-raft-cluster-remove-shutdown) or
+    hand leadership over (-raft-shutdown-stepdown). Best effort: failures
+    are logged and the node stops anyway."""
+    try:
+        if cfg.raft_cluster_remove_shutdown:
+            store.remove_self(cfg.raft_apply_timeout_s)
+            log.info("removed this node from the cluster before shutting down")
+        elif cfg.raft_shutdown_stepdown and store.step_down(cfg.raft_election_timeout_s * 5):
+            log.info("handed leadership over before shutting down")
+    except Exception as e:  # never let a courtesy to the cluster block a stop
+        log.warning("could not leave the cluster or hand over leadership: %s", e)
 
 
 if __name__ == "__main__":

@@ -439,7 +439,8 @@ class Store:
             return False
         try:
             self._wait(self.driver.transfer_leader(), timeout_s)
-        except (StoreError, RaftError) as e:
+        except (StoreError, RaftError, LeaderNotFoundError, NotLeaderHere) as e:
+            # Leadership may have moved on its own meanwhile: nothing to hand over.
             log.warning("leadership transfer before shutdown failed: %s", e)
             return False
         deadline = time.monotonic() + timeout_s
