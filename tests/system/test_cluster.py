@@ -514,3 +514,28 @@ def test_quorum_loss_recovered_with_peers_json(cluster3: LocalCluster) -> None:
     assert (survivor.data_dir / "raft" / "peers.info").exists()
     assert not (survivor.data_dir / "raft" / "peers.json").exists()
     assert list(survivor.get("/nodes").json()) == [survivor.node_id]
+
+
+def test_non_voter_follows_a_new_leader(cluster3: LocalCluster, tmp_path: Path) -> None:
+    ro = Node(
+        tmp_path / "ro",
+        *FAST,
+        "-raft-non-voter",
+        "-join",
+        f"127.0.0.1:{cluster3.nodes[0].raft_port}",
+        node_id="ro",
+    )
+    cluster3.nodes.append(ro)
+    ro.start()
+    old = cluster3.leader()
+    old.execute("CREATE TABLE t (x)")
+    old.kill()
+    new = cluster3.leader()
+    assert new is not old and new is not ro
+    new.execute(["INSERT INTO t VALUES(?)", 1])
+    wait_for(
+        "the non-voter to follow the new leader",
+        lambda: maybe_rows(ro, "SELECT x FROM t") == [[1]],
+        20,
+    )
+    assert ro.get("/status?key=store.leader.node_id").json() == new.node_id

@@ -101,12 +101,13 @@ def test_new_node_joins_a_compacted_cluster(tmp_path: Path) -> None:
         c.start()
         leader = c.leader()
         leader.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        for i in range(120):
-            leader.execute(["INSERT INTO t(v) VALUES(?)", f"row {i}"])
+        for i in range(200):  # 3000 writes in 200 entries, many snapshots
+            leader.execute(*[["INSERT INTO t(v) VALUES(?)", f"row {i}.{j}"] for j in range(15)])
+        assert leader.get("/debug/vars").json()["store"]["num_snapshots"] >= 5
         n4 = Node(tmp_path / "n4", *FAST, "-join", f"127.0.0.1:{leader.raft_port}", node_id="n4")
         c.nodes.append(n4)
         n4.start()
-        wait_for("n4 to catch up", lambda: count(n4) == 120, 30)
+        wait_for("n4 to catch up", lambda: count(n4) == 3000, 30)
         assert n4.get("/debug/vars").json()["store"]["num_restores"] == 1
         same = [n.query("SELECT group_concat(v) FROM t", "?level=none") for n in c.nodes]
         assert all(s == same[0] for s in same)
