@@ -145,6 +145,15 @@ def measure(mb: int, nodes: int) -> dict[str, float]:
                 break
             time.sleep(0.05)
         figs["catch_up_s"] = time.monotonic() - t
+        figs["late_restores"] = joiner.vars()["num_restores"]
+        summary = "SELECT count(*), sum(id), sum(length(v)), max(v) FROM t"
+        same = [
+            requests.get(
+                p.url + "/db/query", params={"q": summary, "level": "none"}, timeout=120
+            ).json()
+            for p in (first, joiner)
+        ]
+        figs["identical"] = float(same[0] == same[1])
         first.stop()
         figs["restart_s"] = first.start()
         figs["restart_reused_db"] = first.vars()["num_restores_start_skipped"]
@@ -176,10 +185,11 @@ def main() -> int:
     ]
     print(f"{a.nodes}-node cluster {a.flags}; times in seconds")
     print("(load: POST /db/load of the file, applied in 16 MiB log entries)")
-    print(" ".join(f"{c:>13}" for c in cols) + "  reused-db-on-restart")
+    print(" ".join(f"{c:>13}" for c in cols) + "  reused-db  joiner-restores  identical")
     for mb in (int(x) for x in a.sizes_mb.split(",")):
         f = measure(mb, a.nodes)
-        print(" ".join(f"{f[c]:>13.3f}" for c in cols) + f"  {bool(f['restart_reused_db'])}")
+        tail = f"  {bool(f['restart_reused_db'])!s:9}  {int(f['late_restores']):15}  {bool(f['identical'])}"
+        print(" ".join(f"{f[c]:>13.3f}" for c in cols) + tail)
     return 0
 
 
