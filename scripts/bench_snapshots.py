@@ -188,7 +188,8 @@ def main() -> int:
     print(" ".join(f"{c:>13}" for c in cols) + "  reused-db  joiner-restores  identical")
     for mb in (int(x) for x in a.sizes_mb.split(",")):
         f = measure(mb, a.nodes)
-        tail = f"  {bool(f['restart_reused_db'])!s:9}  {int(f['late_restores']):15}  {bool(f['identical'])}"
+        reused, restores = bool(f["restart_reused_db"]), int(f["late_restores"])
+        tail = f"  {reused!s:9}  {restores:15}  {bool(f['identical'])}"
         print(" ".join(f"{f[c]:>13.3f}" for c in cols) + tail)
     return 0
 
