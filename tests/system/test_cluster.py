@@ -18,6 +18,21 @@ def rows(node: Node, sql: str, level: str = "weak") -> list[list[object]]:
     return body["results"][0].get("values", [])
 
 
+def add_non_voter(cluster: LocalCluster, tmp_path: Path) -> Node:
+    """Start a read-only node "ro" that joins `cluster` as a non-voter."""
+    first = cluster.nodes[0]
+    ro = Node(
+        tmp_path / "ro",
+        *FAST,
+        "-raft-non-voter",
+        "-join",
+        f"127.0.0.1:{first.raft_port}",
+        node_id="ro",
+    )
+    cluster.nodes.append(ro)
+    return ro.start()
+
+
 def maybe_rows(node: Node, sql: str, level: str = "none") -> list[list[object]] | None:
     """For polling: None while the statement still fails (e.g. the table has
     not reached this node yet)."""
@@ -244,16 +259,7 @@ def test_single_node_with_data_refuses_to_join_another(
 def test_non_voter_receives_everything_and_does_not_vote(
     cluster3: LocalCluster, tmp_path: Path
 ) -> None:
-    ro = Node(
-        tmp_path / "ro",
-        *FAST,
-        "-raft-non-voter",
-        "-join",
-        f"127.0.0.1:{cluster3.nodes[0].raft_port}",
-        node_id="ro",
-    )
-    cluster3.nodes.append(ro)
-    ro.start()
+    ro = add_non_voter(cluster3, tmp_path)
     cluster3.nodes[0].execute("CREATE TABLE t (x)", ["INSERT INTO t VALUES(?)", 7])
     wait_for("the non-voter to apply", lambda: maybe_rows(ro, "SELECT x FROM t", "none") == [[7]])
     assert rows(ro, "SELECT x FROM t", "auto") == [[7]]  # auto = none on a non-voter
@@ -456,16 +462,7 @@ def test_dead_nodes_are_reaped(tmp_path: Path) -> None:
     )
     try:
         c.start()
-        ro = Node(
-            tmp_path / "ro",
-            *FAST,
-            "-raft-non-voter",
-            "-join",
-            f"127.0.0.1:{c.nodes[0].raft_port}",
-            node_id="ro",
-        )
-        c.nodes.append(ro)
-        ro.start()
+        ro = add_non_voter(c, tmp_path)
         leader = c.leader()
         wait_for("the non-voter to be known", lambda: "ro" in leader.get("/nodes?nonvoters").json())
         ro.kill()
@@ -517,16 +514,7 @@ def test_quorum_loss_recovered_with_peers_json(cluster3: LocalCluster) -> None:
 
 
 def test_non_voter_follows_a_new_leader(cluster3: LocalCluster, tmp_path: Path) -> None:
-    ro = Node(
-        tmp_path / "ro",
-        *FAST,
-        "-raft-non-voter",
-        "-join",
-        f"127.0.0.1:{cluster3.nodes[0].raft_port}",
-        node_id="ro",
-    )
-    cluster3.nodes.append(ro)
-    ro.start()
+    ro = add_non_voter(cluster3, tmp_path)
     old = cluster3.leader()
     old.execute("CREATE TABLE t (x)")
     old.kill()
