@@ -35,6 +35,13 @@ _TEXT_PREFIXES = (
     "clob",
 )
 _ZERO_TIME = "0001-01-01T00:00:00Z"
+_SHOWN_PRAGMAS = (
+    "busy_timeout",
+    "foreign_keys",
+    "journal_mode",
+    "synchronous",
+    "wal_autocheckpoint",
+)
 _PROGRESS_STEPS = 1000
 """The progress handler runs every this many SQLite VM steps."""
 
@@ -42,10 +49,6 @@ _PROGRESS_STEPS = 1000
 class DatabaseError(Exception):
     """The database file could not be opened or used (not a SQL error:
     those are results, reported per statement)."""
-
-
-class _Interrupted(Exception):
-    pass
 
 
 def _open(path: str, *, readonly: bool, foreign_keys: bool) -> apsw.Connection:
@@ -86,9 +89,7 @@ class Database:
         self.writer = _open(path, readonly=False, foreign_keys=foreign_keys)
         self._max_readers = max_readers or 1 << 30
         self._readers: queue.LifoQueue[apsw.Connection] = queue.LifoQueue()
-        self._reader_count = 0
         self._reader_slots = threading.BoundedSemaphore(self._max_readers)
-        self._lock = threading.Lock()
 
     def checkpoint(self, timeout_ms: int) -> bool:
         """Copy the whole WAL into the main file, so that the file alone is
@@ -182,6 +183,21 @@ class Database:
                 copy.execute("PRAGMA journal_mode=DELETE")
             finally:
                 copy.close()
+
+    def reader_pragmas(self) -> dict[str, str]:
+        """As a read-only connection reports them (for /status)."""
+        with self.reader() as conn:
+            return {p: str(conn.execute(f"PRAGMA {p}").fetchone()[0]) for p in _SHOWN_PRAGMAS}
+
+    def writer_pragmas(self) -> dict[str, str]:
+        """As _open sets them on the writer, which belongs to the Raft thread."""
+        return {
+            "busy_timeout": str(BUSY_TIMEOUT_MS),
+            "foreign_keys": "1" if self.foreign_keys else "0",
+            "journal_mode": "wal",
+            "synchronous": "0",
+            "wal_autocheckpoint": "0",
+        }
 
     def has_write(self, statements: Sequence[Statement]) -> bool:
         """Would any statement change the database (sqlite3_stmt_readonly)?"""

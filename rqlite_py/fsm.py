@@ -86,16 +86,6 @@ class StateMachine:
         staged pieces are not part of the database yet."""
         return self._staging is not None
 
-    def snapshot_to(self, path: str) -> None:
-        """Copy the database as it stands (this thread owns the writer, so
-        nothing changes during the copy) into a new file at `path`."""
-        dest = apsw.Connection(path)
-        try:
-            with dest.backup("main", self.db.writer, "main") as b:
-                b.step()
-        finally:
-            dest.close()
-
     def restore_from(self, path: str, index: int, conf: ConfState) -> None:
         """Replace the whole database with the snapshot file at `path`.
         Readers see the old database or the new one, never a mix."""

@@ -111,10 +111,6 @@ class SnapshotStore:
                 out.append(SnapshotFile(meta, path, obj["size"], obj["sha256"]))
         return out
 
-    def latest(self) -> SnapshotFile | None:
-        snaps = self.list()
-        return snaps[0] if snaps else None
-
     def find(self, meta: SnapshotMeta) -> SnapshotFile:
         for s in self.list():
             if s.meta.index == meta.index and s.meta.term == meta.term:

@@ -70,11 +70,6 @@ class StaleReadError(StoreError):
         super().__init__("stale read")
 
 
-class NotReadyError(StoreError):
-    def __init__(self) -> None:
-        super().__init__("store not ready")
-
-
 class InvalidSQLiteError(ValueError):
     """POST /boot with something that is not a SQLite file: 400."""
 
@@ -595,14 +590,6 @@ class Store:
             and raft.leader != ""
             and raft.applied_index >= self._startup_commit
         )
-
-    def wait_for_leader(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.raft.leader:
-                return True
-            time.sleep(0.01)
-        return False
 
     # -- writes -----------------------------------------------------------------
     def execute(self, statements: Sequence[Statement], opts: SqlOptions) -> Response:

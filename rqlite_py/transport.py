@@ -211,6 +211,11 @@ class Transport:
         for p in lanes:
             p.close()
 
+    def dropped_messages(self) -> int:
+        """Messages dropped because a peer's queue was full (it is slow or dead)."""
+        with self._lock:
+            return sum(lane.dropped for pair in self._peers.values() for lane in pair)
+
     # -- outbound ----------------------------------------------------------------
     def set_peers(self, addrs: dict[NodeId, str]) -> None:
         """Track the members of the configuration (this node excluded)."""

@@ -175,22 +175,7 @@ def status_document(store: Store) -> dict[str, object]:
                 "path": store.db_path,
                 "db_size": db_size,
                 "version": apsw.sqlite_lib_version(),
-                "pragmas": {
-                    "ro": {
-                        "busy_timeout": "5000",
-                        "foreign_keys": "1" if store.cfg.foreign_keys else "0",
-                        "journal_mode": "wal",
-                        "synchronous": "0",
-                        "wal_autocheckpoint": "1000",
-                    },
-                    "rw": {
-                        "busy_timeout": "5000",
-                        "foreign_keys": "1" if store.cfg.foreign_keys else "0",
-                        "journal_mode": "wal",
-                        "synchronous": "0",
-                        "wal_autocheckpoint": "1000",
-                    },
-                },
+                "pragmas": {"ro": store.db.reader_pragmas(), "rw": store.db.writer_pragmas()},
             },
         },
     }
@@ -261,6 +246,10 @@ def debug_vars() -> Response:
     doc: dict[str, object] = {
         "cmdline": sys.argv,
         "http": current_app.extensions["stats"].snapshot(),
+        "transport": {
+            "bad_frames": store.transport.bad_frames,
+            "dropped_messages": store.transport.dropped_messages(),
+        },
         "store": {
             "num_snapshots": store.driver.num_snapshots,
             "num_restores": store.driver.num_restores,

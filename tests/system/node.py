@@ -3,7 +3,6 @@ them, on free loopback ports, polled with deadlines, never slept on."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -135,10 +134,6 @@ class Node:
         r = self.post("/db/query" + params, json=[sql])
         assert r.status_code == 200, (r.status_code, r.text)
         return r.json()
-
-
-def env_without_pythonpath() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 FAST = ("-raft-heartbeat-timeout", "500ms", "-raft-election-timeout", "500ms")
