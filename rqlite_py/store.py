@@ -25,10 +25,16 @@ from typing import TypeVar
 from . import command, db, sql
 from .cluster import Cluster, JoinError
 from .command import Command, Kind, Statement
-from .driver import Driver, RaftStatus, Timing
+from .driver import Driver, LeadershipLostError, RaftStatus, Timing
 from .fsm import StateMachine, remove_database_files
 from .logstore import LogStore
-from .raft.core import ConfChangeError, ConfChangePendingError, NotLeaderError, RaftError
+from .raft.core import (
+    ConfChangeError,
+    ConfChangePendingError,
+    NotLeaderError,
+    ProposalDroppedError,
+    RaftError,
+)
 from .raft.storage import bootstrap_entry
 from .raft.types import (
     NONE,
@@ -706,6 +712,11 @@ class Store:
             return fut.result(timeout=timeout_s or self.cfg.apply_timeout_s)
         except FutureTimeout as e:
             raise StoreError("timeout waiting for the Raft log to apply") from e
+        except LeadershipLostError as e:
+            # hashicorp/raft's words, which rqlite passes on.
+            raise StoreError("leadership lost while committing log") from e
+        except ProposalDroppedError as e:
+            raise StoreError("leadership transfer in progress") from e
         except NotLeaderError as e:
             if e.leader:
                 raise NotLeaderHere(e.leader) from e

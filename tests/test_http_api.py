@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
+from rqlite_py.driver import LeadershipLostError
 from rqlite_py.http.app import create_app
+from rqlite_py.raft.core import ProposalDroppedError
 from rqlite_py.raft.types import NodeId
 from rqlite_py.store import Store, StoreConfig
 from tests.system.node import free_port
@@ -370,3 +373,34 @@ def test_load_in_pieces(
     body = json.loads(r.data)
     assert r.status_code == 200 and body["raft_index"] > len(binary) // 1000
     assert json.loads(q(client, ["SELECT count(*) FROM foo"]))["results"][0]["values"] == [[21]]
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (LeadershipLostError("entry 9 was overwritten"), "leadership lost while committing log"),
+        (
+            ProposalDroppedError("leadership transfer to n2 in progress"),
+            "leadership transfer in progress",
+        ),
+    ],
+)
+def test_lost_proposals_are_request_errors(
+    store: Store,
+    client: FlaskClient,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    message: str,
+) -> None:
+    """Found by the chaos runner: a write whose entry another leader
+    overwrote answered 500 with a traceback; rqlite reports it in the body."""
+
+    def lost(data: bytes) -> Future[object]:
+        fut: Future[object] = Future()
+        fut.set_exception(error)
+        return fut
+
+    monkeypatch.setattr(store.driver, "propose", lost)
+    r = client.post("/db/execute", data=json.dumps(["CREATE TABLE t (x)"]))
+    assert r.status_code == 200
+    assert r.get_json() == {"results": [], "error": message}
