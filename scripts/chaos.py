@@ -38,6 +38,11 @@ def main() -> int:
         help=f"comma-separated, of: {' '.join(ALL_FAULTS)}",
     )
     ap.add_argument("--clients", type=int, default=6, help="register clients")
+    ap.add_argument(
+        "--read-levels",
+        default="linearizable,strong",
+        help="register reads' levels (none and weak are not linearizable: the check should fail)",
+    )
     ap.add_argument("--no-netns", action="store_true", help="loopback only: no partitions")
     ap.add_argument("--dir", type=Path, help="where node data and logs go (default: a temp dir)")
     args = ap.parse_args()
@@ -52,6 +57,7 @@ def main() -> int:
         seed=args.seed,
         faults=faults,
         register_clients=args.clients,
+        register_levels=tuple(args.read_levels.split(",")),
         use_netns=not args.no_netns,
         base=args.dir,
         log=lambda line: print(line, flush=True),

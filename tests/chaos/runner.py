@@ -40,6 +40,10 @@ class RunConfig:
     seed: int = 1
     faults: tuple[str, ...] = ALL_FAULTS
     register_clients: int = 6
+    # Read levels of the register clients. Only linearizable and strong
+    # promise linearizability; the others are here to show that the checker
+    # catches the stale reads they allow.
+    register_levels: tuple[str, ...] = ("linearizable", "strong")
     bank_clients: int = 2
     set_clients: int = 2
     hold_s: tuple[float, float] = (1.5, 5.0)
@@ -152,7 +156,9 @@ class Runner:
     # -- phases ----------------------------------------------------------------------
     def _setup(self) -> None:
         cfg, nodes = self.cfg, self.c.nodes
-        self.registers = Registers(nodes, cfg.register_clients, cfg.seed)
+        self.registers = Registers(
+            nodes, cfg.register_clients, cfg.seed, levels=cfg.register_levels
+        )
         self.bank = Bank(nodes, cfg.bank_clients, cfg.seed)
         self.set = AppendSet(nodes, cfg.set_clients, cfg.seed)
         self.workloads = [self.registers, self.bank, self.set]

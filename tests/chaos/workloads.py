@@ -145,7 +145,6 @@ class Registers(Workload):
     """
 
     name = "register"
-    LEVELS = ("linearizable", "strong")
 
     def __init__(
         self,
@@ -154,8 +153,10 @@ class Registers(Workload):
         seed: int,
         keys: int = 4,
         ops_per_key: int = 150,
+        levels: tuple[str, ...] = ("linearizable", "strong"),
     ) -> None:
         super().__init__(nodes, clients, seed)
+        self.levels = levels
         self.active_keys = keys
         self.ops_per_key = ops_per_key
         self.started = itertools.count()
@@ -181,7 +182,7 @@ class Registers(Workload):
         fresh = next(self.values)
         call = time.monotonic()
         if roll < 0.45:
-            level = rng.choice(self.LEVELS)
+            level = rng.choice(self.levels)
             reply = send(
                 node, s, f"/db/query?level={level}", [["SELECT v FROM registers WHERE k = ?", key]]
             )
