@@ -25,7 +25,7 @@ from typing import TypeVar
 from . import command, db, sql
 from .cluster import Cluster, JoinError
 from .command import Command, Kind, Statement
-from .disk import guarded
+from .disk import DiskError, guarded
 from .driver import Driver, RaftStatus, Timing
 from .fsm import StateMachine, remove_database_files
 from .logstore import LogStore
@@ -437,7 +437,7 @@ class Store:
             return False
         try:
             self._wait(self.driver.transfer_leader(), timeout_s)
-        except (StoreError, RaftError, LeaderNotFoundError, NotLeaderHere) as e:
+        except (StoreError, RaftError, LeaderNotFoundError, NotLeaderHere, DiskError) as e:
             # Leadership may have moved on its own meanwhile: nothing to hand over.
             log.warning("leadership transfer before shutdown failed: %s", e)
             return False
@@ -549,7 +549,7 @@ class Store:
                     log.warning("reaping node %s: silent for %.1fs", node, silent)
                     try:
                         self.remove(node)
-                    except (StoreError, NotLeaderHere, LeaderNotFoundError) as e:
+                    except (StoreError, NotLeaderHere, LeaderNotFoundError, DiskError) as e:
                         log.warning("reaping %s failed: %s", node, e)
 
     def remove_self(self, timeout_s: float) -> None:

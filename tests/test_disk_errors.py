@@ -76,6 +76,7 @@ def make_room(m: fsm.StateMachine) -> None:
 
 
 BIG = "INSERT INTO t(v) VALUES(zeroblob(200000))"
+BIG_T = "INSERT INTO t VALUES(zeroblob(200000))"
 
 
 @pytest.fixture
@@ -789,21 +790,32 @@ def test_an_entry_that_cannot_be_applied_stalls_the_driver_until_it_can(
         fut.result(5)
     wait_for("the stall", lambda: d.disk_error is not None)
     assert d.fsm.applied_index == applied
-    # The writer belongs to the driver thread; making room from here is safe
-    # only because the stalled driver is waiting out its back-off. Ask it to.
-    room = threading.Event()
-    real = d.fsm.apply_entry
-
-    def apply_entry(e: Entry) -> list[Result]:
-        if not room.is_set():
-            make_room(d.fsm)
-            room.set()
-        return real(e)
-
-    d.fsm.apply_entry = apply_entry  # type: ignore[method-assign]
+    make_room(d.fsm)  # a pragma between the driver's retries: apsw serialises the connection
     wait_for("recovery", lambda: d.disk_error is None)
     assert d.fsm.applied_index == applied + 1
     assert list(d.fsm.db.writer.execute("SELECT count(*) FROM t")) == [(1,)]
+
+
+def test_the_driver_rebuilds_the_database_after_an_unwrapped_entry_failed_halfway(
+    single: tuple[Driver, FlakyLog],
+) -> None:
+    """PRAGMA makes the entry run unwrapped; its first INSERT commits before
+    the disk fills. The driver rebuilds the database from the log (no
+    snapshot yet) before applying the entry again: the row is there once."""
+    d, _ = single
+    d.propose(cmd("INSERT INTO t VALUES('before')")).result(5)
+    applied = d.fsm.applied_index
+    fill_up(d.fsm)
+    fut = d.propose(cmd("INSERT INTO t VALUES('half')", "PRAGMA user_version", BIG_T))
+    with pytest.raises(DiskError):
+        fut.result(5)
+    wait_for("the stall", lambda: d.disk_error is not None)
+    assert d.fsm.needs_rebuild and d.fsm.applied_index == applied
+    make_room(d.fsm)  # a pragma between the driver's retries: apsw serialises the connection
+    wait_for("recovery", lambda: d.disk_error is None)
+    assert not d.fsm.needs_rebuild and d.fsm.applied_index == applied + 1
+    got = [r for (r,) in d.fsm.db.writer.execute("SELECT typeof(v) || ':' || length(v) FROM t")]
+    assert got == ["text:6", "text:4", "blob:200000"]
 
 
 # --- snapshots -----------------------------------------------------------------------
@@ -841,8 +853,21 @@ def test_a_snapshot_that_runs_out_of_space_is_abandoned_cleanly(
         assert storage.first_index() == log_first  # not compacted
         snaps.verify(snaps.list()[0])
         monkeypatch.setattr(driver.shutil, "copyfile", real_copy)
+        # Copied, but raft.db cannot record it: its files go, the old one stays.
+        real_set = storage.set_snapshot
+
+        def set_snapshot_full(*args: object) -> None:
+            raise DiskError(disk.FULL)
+
+        monkeypatch.setattr(storage, "set_snapshot", set_snapshot_full)
+        with pytest.raises(DiskError, match="full"):
+            d.snapshot().result(5)
+        assert sorted(os.listdir(snaps.dir)) == [base + ".json", base + ".sqlite"]
+        assert storage.snapshot_meta().index == first and storage.first_index() == log_first
+        monkeypatch.setattr(storage, "set_snapshot", real_set)
         second = d.snapshot().result(5)
         assert second > first and storage.snapshot_meta().index == second
+        assert storage.first_index() == second + 1  # compacted now (no trailing logs)
         assert d.fatal is None
     finally:
         d.stop()
