@@ -277,6 +277,7 @@ def test_rebuild_starts_from_the_snapshot(machine: fsm.StateMachine, tmp_path: P
     machine.needs_rebuild = True
     machine.rebuild(str(snap), 2, ConfState(), iter(later))
     assert rows(machine, "SELECT v FROM t") == [("in snapshot",), ("after",)]
+    assert rows(machine, "PRAGMA journal_mode") == [("wal",)]
     assert not (tmp_path / "db.sqlite.rebuild").exists()
 
 
