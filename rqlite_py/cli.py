@@ -17,8 +17,12 @@ from cheroot import wsgi
 
 from . import __version__, config
 from .cluster import JoinError
+from .db import DatabaseError
+from .disk import DiskError
 from .http.app import create_app
+from .logstore import LogStoreError
 from .raft.types import NodeId
+from .snapshots import SnapshotError
 from .store import Store, StoreConfig, StoreError
 
 log = logging.getLogger("rqlite_py")
@@ -104,6 +108,11 @@ def run(cfg: config.NodeConfig) -> int:
         store = Store(store_cfg)
     except StoreError as e:
         log.error("%s", e)
+        return 1
+    except (LogStoreError, SnapshotError, DatabaseError, DiskError, OSError) as e:
+        # A full or failing disk at start: nothing is half-done that the next
+        # start does not redo (the database is rebuilt from snapshot and log).
+        log.error("cannot open the data directory %s: %s", cfg.data_dir, e)
         return 1
     app = create_app(
         store, max_body_bytes=cfg.http_max_body_bytes, allow_origin=cfg.http_allow_origin

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 import apsw
 
 from .command import Statement
+from .disk import environmental
 from .results import ExecuteResult, QueryResult, Result, Value
 
 BUSY_TIMEOUT_MS = 5000
@@ -100,6 +101,11 @@ class Database:
             busy, frames, done = self.writer.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
         except apsw.BusyError:
             return False
+        except apsw.Error as e:
+            disk = environmental(e)
+            if disk is None:
+                raise
+            raise disk from e  # the main file could not grow: try again later
         finally:
             self.writer.set_busy_timeout(BUSY_TIMEOUT_MS)
         return busy == 0 and frames == done
@@ -244,6 +250,39 @@ def is_readonly(conn: apsw.Connection, sql: str) -> bool:
     return all(verdict)
 
 
+class OwnTransactionError(Exception):
+    """A statement manages transactions itself (BEGIN, COMMIT, SAVEPOINT,
+    VACUUM, ATTACH, PRAGMA...): it cannot run inside the entry's savepoint.
+    Raised before it runs."""
+
+
+class TransactionLostError(Exception):
+    """A statement rolled back the entry's whole transaction (ON CONFLICT
+    ROLLBACK, RAISE(ROLLBACK), an interrupted write)."""
+
+
+_OWN_TRANSACTION = frozenset(
+    ("BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE")
+    + ("VACUUM", "ATTACH", "DETACH", "PRAGMA")
+)
+_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*", re.DOTALL)
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def manages_transactions(sql: str) -> bool:
+    """Does this one statement (as SQLite split it) begin, end or need to be
+    outside a transaction? PRAGMAs count: some are no-ops inside one."""
+    m = _WORD.match(sql, _LEADING.match(sql).end())  # type: ignore[union-attr]
+    return m is not None and m.group().upper() in _OWN_TRANSACTION
+
+
+def deferred_fk_violations(conn: apsw.Connection) -> int:
+    return conn.status(apsw.SQLITE_DBSTATUS_DEFERRED_FKS)[0]
+
+
+FK_FAILED = "FOREIGN KEY constraint failed"
+
+
 def run(
     conn: apsw.Connection,
     statements: Sequence[Statement],
@@ -253,28 +292,73 @@ def run(
     limit: Callable[[], bool] | None = None,
     timeout_error: str = "execute timeout",
     qualify_columns: bool = False,
+    wrapped: bool = False,
+    from_autocommit: bool = True,
 ) -> list[Result]:
-    """Run statements in order. Errors are results. Without `transaction`
-    an error does not stop the next statement; with it, the first error
-    rolls everything back and ends the request (rqlite's executeWithConn)."""
+    """Run statements in order. SQL errors are results; failures of the
+    disk raise DiskError. Without `transaction` an error does not stop the
+    next statement; with it, the first error rolls everything back and ends
+    the request (rqlite's executeWithConn).
+
+    `wrapped`: the caller holds a SAVEPOINT around the whole request (the
+    state machine's entry) and will release it, or roll it back if the disk
+    fails. A statement that manages transactions raises OwnTransactionError
+    before it runs. When the savepoint began in autocommit mode
+    (`from_autocommit`), what autocommit would do is reproduced exactly: each
+    statement in a savepoint of its own, failing like a commit would on a
+    deferred foreign key violation; `transaction` with a nested savepoint
+    instead of BEGIN/COMMIT; and a statement that rolls the whole
+    transaction back raises TransactionLostError (the caller is then back at
+    the start of the request and runs it unwrapped)."""
+    emulate = wrapped and from_autocommit
+    assert not (transaction and wrapped and not from_autocommit)
     results: list[Result] = []
     if limit is not None:
         conn.set_progress_handler(limit, _PROGRESS_STEPS)
     try:
         if transaction:
-            conn.execute("BEGIN")
+            conn.execute("SAVEPOINT rqlite_tx" if emulate else "BEGIN")
         for stmt in statements:
             if not stmt.sql.strip():
                 continue
-            result = _run_one(conn, stmt, mode, timeout_error, qualify_columns)
+            if emulate and not transaction:
+                conn.execute("SAVEPOINT rqlite_stmt")
+            result = _run_one(conn, stmt, mode, timeout_error, qualify_columns, guard=wrapped)
+            if wrapped and conn.get_autocommit():
+                if from_autocommit:
+                    raise TransactionLostError()
+                # The caller's own transaction was rolled back: from here on
+                # every statement commits on its own, as it would unwrapped.
+                wrapped = False
+            if emulate and not transaction:
+                if not result.error and deferred_fk_violations(conn):
+                    conn.execute("ROLLBACK TO rqlite_stmt")
+                    result = _error(mode, stmt, FK_FAILED, start=0.0, elapsed=result.time)
+                conn.execute("RELEASE rqlite_stmt")
             results.append(result)
             if transaction and result.error:
-                with contextlib.suppress(apsw.Error):
-                    conn.execute("ROLLBACK")
+                if emulate:
+                    conn.execute("ROLLBACK TO rqlite_tx")
+                    conn.execute("RELEASE rqlite_tx")
+                else:
+                    with contextlib.suppress(apsw.Error):
+                        conn.execute("ROLLBACK")
                 return results
-        if transaction:
+        if transaction and emulate:
+            if deferred_fk_violations(conn):  # COMMIT would fail
+                conn.execute("ROLLBACK TO rqlite_tx")
+                conn.execute("RELEASE rqlite_tx")
+                results.append(ExecuteResult(error=FK_FAILED))
+            else:
+                conn.execute("RELEASE rqlite_tx")
+        elif transaction:
             conn.execute("COMMIT")
     except apsw.Error as e:
+        disk = environmental(e)
+        if disk is not None:
+            raise disk from e
+        if emulate:
+            raise  # our own savepoints failed: not a statement's error
         # BEGIN/COMMIT themselves failed (e.g. a user's dangling transaction).
         with contextlib.suppress(apsw.Error):
             if not conn.get_autocommit():
@@ -321,12 +405,21 @@ def _parameter_names(conn: apsw.Connection, sql: str, count: int) -> tuple[str |
 
 
 def _run_one(
-    conn: apsw.Connection, stmt: Statement, mode: Mode, timeout_error: str, qualify: bool
+    conn: apsw.Connection,
+    stmt: Statement,
+    mode: Mode,
+    timeout_error: str,
+    qualify: bool,
+    *,
+    guard: bool = False,
 ) -> Result:
     start = time.perf_counter()
     info: dict[str, object] = {}
 
-    def tracer(cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
+    def tracer(cursor: apsw.Cursor, sql: str, _bindings: object) -> bool:
+        if guard and manages_transactions(sql):
+            info["own_transaction"] = True
+            return False
         readonly = bool(cursor.is_readonly)
         if mode == Mode.QUERY_ONLY and not readonly:
             info["denied"] = True
@@ -349,10 +442,15 @@ def _run_one(
         cur.execute(stmt.sql, _bindings(conn, stmt))
         rows = list(cur)
     except apsw.ExecTraceAbort:
+        if info.get("own_transaction"):
+            raise OwnTransactionError() from None
         return QueryResult(error=WRITE_VIA_QUERY, time=time.perf_counter() - start)
     except apsw.InterruptError:
         return _error(mode, stmt, timeout_error, start)
     except apsw.Error as e:
+        disk = environmental(e)
+        if disk is not None:
+            raise disk from e
         return _error(mode, stmt, str(e), start)
     except (TypeError, OverflowError, StopIteration) as e:
         return _error(mode, stmt, f"cannot bind parameters: {e}", start)
@@ -368,8 +466,11 @@ def _run_one(
     return _query_result(description, rows, elapsed)  # type: ignore[arg-type]
 
 
-def _error(mode: Mode, stmt: Statement, message: str, start: float) -> Result:
-    elapsed = time.perf_counter() - start
+def _error(
+    mode: Mode, stmt: Statement, message: str, start: float, elapsed: float | None = None
+) -> Result:
+    if elapsed is None:
+        elapsed = time.perf_counter() - start
     if mode == Mode.EXECUTE and not stmt.returning:
         return ExecuteResult(error=message, time=elapsed)
     return QueryResult(error=message, time=elapsed)

@@ -5,11 +5,19 @@ requests and peer messages from an inbox, and carries out each Ready in the
 order of the contract (types.Ready): send, persist and fsync, send what
 needed persistence, apply, advance. Callers on other threads get futures,
 completed once their entry is applied (or their read may be served).
+
+When the disk fails (full, I/O error), the Ready at hand is kept, never
+skipped: the step that failed is tried again with a back-off, and nothing
+after it happens until it succeeds. Meanwhile the core is not touched (no
+call may be made between ready() and advance()): peer messages are dropped,
+as a lossy network would, requests are refused at once with the DiskError,
+and a stop request still stops the loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import itertools
 import logging
 import os
@@ -18,10 +26,11 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from .disk import DiskError, environmental, guarded
 from .fsm import StateMachine
 from .logstore import LogStore
 from .raft.core import Config, NotLeaderError, RaftCore, RaftError
@@ -29,6 +38,7 @@ from .raft.types import (
     NONE,
     ConfChange,
     ConfState,
+    Entry,
     Index,
     Message,
     MsgType,
@@ -45,6 +55,9 @@ log = logging.getLogger(__name__)
 
 BUSY_READERS_MS = 5000
 """How long a requested snapshot waits for readers to leave the WAL."""
+RETRY_MIN_S = 0.05
+RETRY_MAX_S = 1.0
+"""Back-off between attempts while the disk fails."""
 
 
 class LeadershipLostError(RaftError):
@@ -97,6 +110,46 @@ class _Proposal:
     future: Future[tuple[Index, list[Result]]]
 
 
+class _Stage(enum.IntEnum):
+    INSTALL = 0
+    PERSIST = 1
+    APPLY = 2
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A Ready being carried out, kept across failures of the disk."""
+
+    rd: Ready
+    was_leader: bool
+    stage: _Stage = _Stage.INSTALL
+    restored: bool = False
+    """The snapshot to install is in the state machine already."""
+    applied: int = 0
+    """How many of rd.committed_entries are applied."""
+    since: float = 0.0
+    backoff: float = RETRY_MIN_S
+
+
+class _While(enum.Enum):
+    """What becomes of inbox work that arrives while the disk fails."""
+
+    DROP = "drop"
+    DEFER = "defer"
+    """Run once the disk works again (reports the core must not miss)."""
+    RUN = "run"
+    """Run at once: it does not touch the core (stop)."""
+
+
+@dataclass(slots=True)
+class _Work:
+    run: Callable[[], None]
+    future: Future | None = None  # type: ignore[type-arg]
+    """Failed at once with the DiskError while the disk fails."""
+    stalled: _While = _While.DROP
+    on_drop: Callable[[], None] | None = None
+
+
 class Driver:
     def __init__(
         self,
@@ -138,7 +191,7 @@ class Driver:
             node_id, election_ticks=timing.election_ticks, heartbeat_ticks=timing.heartbeat_ticks
         )
         self.core = RaftCore(cfg, storage, random.Random())
-        self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Work] = queue.SimpleQueue()
         self._proposals: dict[int, _Proposal] = {}
         self._reads: dict[int, Future[Index]] = {}
         self._reads_waiting_apply: list[tuple[Index, Future[Index]]] = []
@@ -150,6 +203,12 @@ class Driver:
         self._applied_cv = threading.Condition()
         self.status = self._snapshot_status()
         self.fatal: BaseException | None = None
+        self._pending: _Pending | None = None
+        self._deferred: list[Callable[[], None]] = []
+        self.disk_error: DiskError | None = None
+        """Set while a Ready cannot be carried out because the disk fails:
+        writes are refused with it until the retry succeeds."""
+        self.num_disk_stalls = 0
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> None:
@@ -159,7 +218,7 @@ class Driver:
     def stop(self, timeout_s: float = 5.0) -> None:
         if not self._running:
             return
-        self._inbox.put(self._halt)
+        self._inbox.put(_Work(self._halt, stalled=_While.RUN))
         self._thread.join(timeout_s)
 
     def _halt(self) -> None:
@@ -167,7 +226,7 @@ class Driver:
 
     # -- what other threads call ------------------------------------------------
     def campaign(self) -> None:
-        self._inbox.put(self.core.campaign)
+        self._inbox.put(_Work(self.core.campaign, stalled=_While.DEFER))
 
     def propose(self, data: bytes) -> Future[tuple[Index, list[Result]]]:
         """Completes with (index, results) once the entry is applied here."""
@@ -213,7 +272,7 @@ class Driver:
             self.heard[m.from_] = time.monotonic()
             self.core.step(m)
 
-        self._inbox.put(do)
+        self._inbox.put(_Work(do))
 
     def receive_snapshot(self, m: Message, path: str) -> None:
         """A snapshot file arrived with its SNAPSHOT message."""
@@ -227,7 +286,11 @@ class Driver:
             self._incoming[m.snapshot.index] = path
             self.core.step(m)
 
-        self._inbox.put(do)
+        def drop() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+        self._inbox.put(_Work(do, on_drop=drop))
 
     def boot(self, path: str) -> Future[int]:
         """Replace the database with the file at `path` outside the log, then
@@ -264,7 +327,7 @@ class Driver:
         return fut
 
     def report_unreachable(self, node: NodeId) -> None:
-        self._inbox.put(lambda: self.core.report_unreachable(node))
+        self._inbox.put(_Work(lambda: self.core.report_unreachable(node)))
 
     def transfer_leader(self, target: NodeId = NONE) -> Future[NodeId]:
         fut: Future[NodeId] = Future()
@@ -288,7 +351,17 @@ class Driver:
         if not self._running or self.fatal is not None:
             fut.set_exception(ShutdownError("node is shutting down"))
             return
-        self._inbox.put(do)
+        error = self.disk_error
+        if error is not None:
+            fut.set_exception(error)
+            return
+        self._inbox.put(_Work(do, fut))
+
+    def _wake(self) -> None:
+        self._inbox.put(_Work(lambda: None))
+
+    def _report_snapshot(self, to: NodeId, ok: bool) -> None:
+        self._inbox.put(_Work(lambda: self.core.report_snapshot(to, ok), stalled=_While.DEFER))
 
     # -- the loop ----------------------------------------------------------------
     def _loop(self) -> None:
@@ -308,42 +381,165 @@ class Driver:
         next_tick = time.monotonic() + tick_s
         next_snapshot_check = next_tick
         while self._running:
+            if self._pending is not None:
+                self._retry_pending()
+                continue
             timeout = max(0.0, next_tick - time.monotonic())
             try:
-                self._inbox.get(timeout=timeout)()
-                while True:  # drain: everything queued goes into one Ready
-                    self._inbox.get_nowait()()
+                self._do(self._inbox.get(timeout=timeout))
+                while self._pending is None:  # drain: everything queued goes into one Ready
+                    self._do(self._inbox.get_nowait())
             except queue.Empty:
                 pass
+            if self._pending is not None:
+                continue
             now = time.monotonic()
             if now >= next_tick:
                 self.core.tick()
                 next_tick = max(next_tick + tick_s, now)
-            while self.core.has_ready():
+            while self.core.has_ready() and self._pending is None:
                 self._handle(self.core.ready())
+            if self._pending is not None:
+                continue
             self._complete_snapshot_copy()
             if now >= next_snapshot_check:
                 next_snapshot_check = now + self.snap_interval_s
                 if self._snapshot_due():
-                    self._begin_snapshot(self.trailing_logs, None, wait_readers_ms=100)
+                    try:
+                        self._begin_snapshot(self.trailing_logs, None, wait_readers_ms=100)
+                    except DiskError as e:
+                        log.warning("snapshot postponed: %s", e)
             if self.core.conf is not conf:
                 conf = self.core.conf
                 if self._on_conf_change is not None:
                     self._on_conf_change(conf)
 
+    def _do(self, work: _Work) -> None:
+        try:
+            work.run()
+        except DiskError as e:  # work outside a Ready (a snapshot, a boot)
+            if work.future is None:
+                raise
+            if not work.future.done():
+                work.future.set_exception(e)
+
     def _handle(self, rd: Ready) -> None:
-        was_leader = self.status.role is Role.LEADER
         for m in rd.messages:
             self._send(m)
-        if rd.snapshot is not None:
-            self._install_snapshot(rd.snapshot)
-        self.storage.save(rd.entries, rd.hard_state)
-        for m in rd.messages_after_persist:
-            self._send(m)
-        if rd.committed_entries:
-            results = self.fsm.apply(rd.committed_entries)
-            for e, res in zip(rd.committed_entries, results, strict=True):
-                self._complete(e.index, e.term, res)
+        self._pending = _Pending(rd, was_leader=self.status.role is Role.LEADER)
+        try:
+            self._proceed()
+        except DiskError as e:
+            self._stall(e)
+
+    def _proceed(self) -> None:
+        """Carry out the pending Ready from where it stopped. Raises
+        DiskError, leaving it pending: nothing after the failed step has
+        happened, so nothing claims durability it does not have."""
+        p = self._pending
+        assert p is not None
+        rd = p.rd
+        if p.stage is _Stage.INSTALL:
+            if rd.snapshot is not None:
+                self._install_snapshot(rd.snapshot, p)
+            p.stage = _Stage.PERSIST
+        if p.stage is _Stage.PERSIST:
+            self.storage.save(rd.entries, rd.hard_state)
+            p.stage = _Stage.APPLY
+            for m in rd.messages_after_persist:
+                self._send(m)
+        if self.fsm.needs_rebuild:
+            self._rebuild_state_machine()
+        while p.applied < len(rd.committed_entries):
+            e = rd.committed_entries[p.applied]
+            results = self.fsm.apply_entry(e)
+            p.applied += 1
+            self._complete(e.index, e.term, results)
+        self._pending = None
+        self._finish(rd, p.was_leader)
+
+    def _stall(self, error: DiskError) -> None:
+        """The disk failed while carrying out a Ready: refuse what waits on
+        this node (its outcome is unknown to the client: the entry may still
+        commit through the other nodes) and retry until the disk works."""
+        p = self._pending
+        assert p is not None
+        p.since = time.monotonic()
+        self.disk_error = error
+        self.num_disk_stalls += 1
+        step = {
+            _Stage.INSTALL: "install a snapshot",
+            _Stage.PERSIST: "persist the Raft log",
+            _Stage.APPLY: "apply a committed entry",
+        }[p.stage]
+        log.error(
+            "cannot %s: %s; writes to this node are refused until a retry succeeds", step, error
+        )
+        self._fail_all(error)
+        self.status = self._snapshot_status()
+        with self._applied_cv:
+            self._applied_cv.notify_all()
+
+    def _retry_pending(self) -> None:
+        """Wait out the back-off, refusing what arrives, then try again."""
+        p = self._pending
+        assert p is not None
+        deadline = time.monotonic() + p.backoff
+        while self._running:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                work = self._inbox.get(timeout=remaining)
+            except queue.Empty:
+                break
+            self._refuse(work)
+        if not self._running:
+            return
+        try:
+            self._proceed()
+        except DiskError as e:
+            self.disk_error = e
+            p.backoff = min(p.backoff * 2, RETRY_MAX_S)
+            log.debug("disk still failing: %s", e)
+            return
+        self.disk_error = None
+        log.warning("the disk works again: resumed after %.1fs", time.monotonic() - p.since)
+        deferred, self._deferred = self._deferred, []
+        for run in deferred:
+            run()
+
+    def _refuse(self, work: _Work) -> None:
+        if work.stalled is _While.RUN:
+            work.run()
+        elif work.future is not None:
+            if not work.future.done():
+                work.future.set_exception(self.disk_error or DiskError("disk error"))
+        elif work.stalled is _While.DEFER:
+            self._deferred.append(work.run)
+        elif work.on_drop is not None:
+            work.on_drop()
+
+    def _rebuild_state_machine(self) -> None:
+        """An unwrapped entry failed halfway (fsm.rebuild)."""
+        snap = self.storage.snapshot_meta()
+        path = None
+        if snap.index:
+            if self.snapshots is None:
+                raise RaftError("the database must be rebuilt and there is no snapshot store")
+            path = self.snapshots.find(snap).path
+        target = self.fsm.applied_index
+
+        def entries() -> Iterator[Entry]:
+            i = snap.index + 1
+            while i <= target:
+                batch = self.storage.entries(Index(i), Index(target + 1), 8 << 20)
+                yield from batch
+                i = batch[-1].index + 1
+
+        self.fsm.rebuild(path, snap.index, snap.conf, entries())
+
+    def _finish(self, rd: Ready, was_leader: bool) -> None:
         for rs in rd.read_states:
             fut = self._reads.pop(rs.request_id, None)
             if fut is not None:
@@ -434,17 +630,19 @@ class Driver:
         snapshots = self.snapshots
 
         def copy() -> None:
+            tmp = snapshots.tmp_path(meta)
             try:
-                tmp = snapshots.tmp_path(meta)
                 shutil.copyfile(self.fsm.db.path, tmp)
                 snapshots.commit(meta, tmp)
                 outcome: Exception | None = None
             except OSError as e:
-                outcome = e
+                outcome = environmental(e) or e
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(tmp)  # never a partial snapshot on disk
             self._copy_done = lambda: self._finish_snapshot(
                 meta, fingerprint, trailing_logs, fut, start, stall, outcome
             )
-            self._inbox.put(lambda: None)  # wake the loop
+            self._wake()
 
         self._copying = threading.Thread(target=copy, name="snapshot-copy", daemon=True)
         self._copying.start()
@@ -462,15 +660,28 @@ class Driver:
     ) -> None:
         """Record a copied snapshot and compact the log (driver thread)."""
         assert self.snapshots is not None
+        if failure is None:
+            try:
+                self.storage.set_snapshot(meta, fingerprint)
+            except DiskError as e:
+                self.snapshots.discard(meta)  # raft.db still names the previous one
+                failure = e
         if failure is not None:
-            log.error("snapshot at %d failed: %s", meta.index, failure)
+            # Abandoned: the previous snapshot stays the latest, the log is
+            # not compacted, and the next check tries again.
+            log.error("snapshot at %d abandoned: %s", meta.index, failure)
             if fut is not None:
                 fut.set_exception(failure)
             return
-        self.storage.set_snapshot(meta, fingerprint)
         keep_from = max(meta.index - trailing_logs, self.storage.first_index() - 1)
-        self.storage.compact(Index(keep_from))
-        self.snapshots.reap()
+        try:
+            self.storage.compact(Index(keep_from))
+        except DiskError as e:
+            log.warning("log compaction postponed to the next snapshot: %s", e)
+        try:
+            self.snapshots.reap()
+        except OSError as e:
+            log.warning("reaping old snapshots failed: %s", e)
         self.num_snapshots += 1
         self.last_snapshot_stall_s = stall
         log.info(
@@ -505,22 +716,35 @@ class Driver:
             path = self.snapshots.find(m.snapshot).path
         except SnapshotError as e:
             log.warning("cannot send snapshot to %s: %s", to, e)
-            self._inbox.put(lambda: self.core.report_snapshot(to, ok=False))
+            self._report_snapshot(to, False)
             return
-        self._send_snapshot(
-            m, path, lambda ok: self._inbox.put(lambda: self.core.report_snapshot(to, ok))
-        )
+        self._send_snapshot(m, path, lambda ok: self._report_snapshot(to, ok))
 
-    def _install_snapshot(self, meta: SnapshotMeta) -> None:
-        """The leader's snapshot replaces our state machine and log."""
+    def _install_snapshot(self, meta: SnapshotMeta, p: _Pending) -> None:
+        """The leader's snapshot replaces our state machine and log. Each
+        step can be tried again after a failure of the disk."""
         self._wait_for_snapshot_copy()
-        path = self._incoming.pop(meta.index, None)
-        if path is None or self.snapshots is None:
+        path = self._incoming.get(meta.index)
+        kept = None
+        if self.snapshots is not None:
+            with contextlib.suppress(SnapshotError):
+                kept = self.snapshots.find(meta)  # committed by an earlier attempt
+        if (path is None and kept is None) or self.snapshots is None:
             raise RaftError(f"snapshot {meta.index} to install was never received")
-        self.fsm.restore_from(path, meta.index, meta.conf)
-        self.snapshots.commit(meta, path)  # keep it: it is our latest snapshot now
+        if not p.restored:
+            self.fsm.restore_from(path or kept.path, meta.index, meta.conf)  # type: ignore[union-attr]
+            p.restored = True
+        if kept is None:
+            assert path is not None
+            with guarded():
+                self.snapshots.commit(meta, path)  # keep it: it is our latest snapshot now
+        elif path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        self._incoming.pop(meta.index, None)
         self.storage.apply_snapshot(meta)
-        self.snapshots.reap()
+        with contextlib.suppress(OSError):
+            self.snapshots.reap()
         self.num_restores += 1
         log.info("installed the leader's snapshot at %d", meta.index)
 

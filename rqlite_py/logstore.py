@@ -15,6 +15,7 @@ from collections import OrderedDict
 
 import apsw
 
+from .disk import guarded
 from .raft.storage import CompactedError
 from .raft.types import (
     ConfState,
@@ -134,10 +135,12 @@ class LogStore:
     # -- what the driver writes -------------------------------------------------
     def save(self, entries: tuple[Entry, ...], hard_state: HardState | None) -> None:
         """Persist a Ready's entries (replacing any at or after the first) and
-        hard state in one transaction, durable when this returns."""
+        hard state in one transaction, durable when this returns. A failure
+        of the disk raises DiskError and changes nothing: the transaction is
+        rolled back and what this object reports stays as it was."""
         if not entries and hard_state is None:
             return
-        with self._lock, self._db:
+        with self._lock, guarded(), self._db:
             if entries:
                 first = entries[0].index
                 if first <= self._base_index:
@@ -167,7 +170,7 @@ class LogStore:
     def set_snapshot(self, meta: SnapshotMeta, db_fingerprint: tuple[int, int]) -> None:
         """Record that a snapshot of the state machine exists at meta.index,
         and the fingerprint of the database file that holds that state."""
-        with self._lock, self._db:
+        with self._lock, guarded(), self._db:
             self._put("snapshot", _encode_snap(meta))
             self._put("db_fingerprint", [meta.index, *db_fingerprint])
         self._snap = meta
@@ -184,7 +187,7 @@ class LogStore:
         if index > self._last:
             raise LogStoreError(f"compact {index} beyond last index {self._last}")
         term = self.term(index)
-        with self._lock, self._db:
+        with self._lock, guarded(), self._db:
             self._db.execute("DELETE FROM log WHERE idx <= ?", (index,))
             self._put("base", [index, term])
         self._base_index, self._base_term = index, term
@@ -196,7 +199,7 @@ class LogStore:
         hs = self._hard
         if hs.commit < meta.index:
             hs = HardState(hs.term, hs.vote, meta.index)
-        with self._lock, self._db:
+        with self._lock, guarded(), self._db:
             self._db.execute("DELETE FROM log")
             self._put("base", [meta.index, meta.term])
             self._put("snapshot", _encode_snap(meta))

@@ -66,12 +66,22 @@ class SnapshotStore:
         return self._name(meta) + ".sqlite.tmp"
 
     def commit(self, meta: SnapshotMeta, tmp: str) -> SnapshotFile:
-        """Make the fully written `tmp` the snapshot for `meta`."""
+        """Make the fully written `tmp` the snapshot for `meta`. On failure
+        (OSError: a full disk, an I/O error) nothing of it is left in the
+        store and `tmp` is where it was: the caller keeps or removes it."""
+        base = self._name(meta)
+        try:
+            return self._commit(meta, tmp, base)
+        except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(base + ".json.tmp")
+            raise
+
+    def _commit(self, meta: SnapshotMeta, tmp: str, base: str) -> SnapshotFile:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         digest = file_sha256(tmp)
         size = os.path.getsize(tmp)
-        base = self._name(meta)
         sidecar = {
             "index": meta.index,
             "term": meta.term,
@@ -88,9 +98,23 @@ class SnapshotStore:
         # The data first, then its description: a sidecar never names a
         # file that is not fully there.
         os.replace(tmp, base + ".sqlite")
-        os.replace(base + ".json.tmp", base + ".json")
-        fsync_dir(self.dir)
+        try:
+            os.replace(base + ".json.tmp", base + ".json")
+            fsync_dir(self.dir)
+        except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(base + ".json")
+            with contextlib.suppress(OSError):
+                os.replace(base + ".sqlite", tmp)
+            raise
         return SnapshotFile(meta, base + ".sqlite", size, digest)
+
+    def discard(self, meta: SnapshotMeta) -> None:
+        """Remove the snapshot for `meta` (description first, then data)."""
+        base = self._name(meta)
+        for path in (base + ".json", base + ".sqlite"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
     def list(self) -> list[SnapshotFile]:
         """Complete snapshots, newest first."""

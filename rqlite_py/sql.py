@@ -41,6 +41,7 @@ Choices, and where they depart from rqlite:
   comments ignored, a schema prefix accepted on every name and the PRAGMA
   name(value) form treated like name=value. rqlite checks only the start of the
   string, and its regex misses main.wal_autocheckpoint= and journal_mode(...).
+  max_page_count= is refused as well (see is_disallowed_pragma).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ _DISALLOWED_PRAGMA = re.compile(
     r"""^\s*PRAGMA\s+
     (?:(?:\w+|"(?:[^"]|"")*"|\[[^\]]*\]|`(?:[^`]|``)*`)\s*\.\s*)?    # schema.
     ["`\[]?
-    (?:(?:journal_mode|wal_autocheckpoint|synchronous|query_only)["`\]]?\s*[=(]
+    (?:(?:journal_mode|wal_autocheckpoint|synchronous|query_only|max_page_count)["`\]]?\s*[=(]
       |wal_checkpoint)
     """,
     re.IGNORECASE | re.VERBOSE,
@@ -218,7 +219,10 @@ def is_disallowed_pragma(sql: str) -> bool:
 
     The node owns the journal mode, checkpointing and sync level (API.md §e), and
     a query_only connection could not apply the log; such requests are refused
-    whole with "disallowed pragma" (§f). Reading a value (no `=`) is allowed.
+    whole with "disallowed pragma" (§f). max_page_count too (ours): a database
+    that reaches it fails with SQLITE_FULL, which the state machine must treat
+    as a full disk (retry), never as a result, and page counts differ between
+    replicas. Reading a value (no `=`) is allowed.
     """
     if "pragma" not in sql.lower():
         return False

@@ -25,6 +25,7 @@ from typing import TypeVar
 from . import command, db, sql
 from .cluster import Cluster, JoinError
 from .command import Command, Kind, Statement
+from .disk import DiskError, guarded
 from .driver import Driver, LeadershipLostError, RaftStatus, Timing
 from .fsm import StateMachine, remove_database_files
 from .logstore import LogStore
@@ -379,7 +380,8 @@ class Store:
             raise StoreError("vacuum is only supported with the binary format")
         if not noleader:
             self._require_leader()
-        self.db.backup(path, fmt=fmt, vacuum=vacuum, tables=tables)
+        with guarded():
+            self.db.backup(path, fmt=fmt, vacuum=vacuum, tables=tables)
 
     def load(self, data: bytes) -> Response:
         """A SQLite file replaces the database on every node, through the
@@ -410,9 +412,10 @@ class Store:
         if len(raft.voters) + len(raft.learners) != 1:
             raise NotSingleNodeError()
         self._require_leader()
-        fd, tmp = tempfile.mkstemp(suffix=".boot.sqlite", dir=self.cfg.data_dir)
+        with guarded():
+            fd, tmp = tempfile.mkstemp(suffix=".boot.sqlite", dir=self.cfg.data_dir)
         try:
-            with os.fdopen(fd, "wb") as f:
+            with guarded(), os.fdopen(fd, "wb") as f:
                 f.write(data)
             self._wait(self.driver.boot(tmp))
         finally:
@@ -440,7 +443,7 @@ class Store:
             return False
         try:
             self._wait(self.driver.transfer_leader(), timeout_s)
-        except (StoreError, RaftError, LeaderNotFoundError, NotLeaderHere) as e:
+        except (StoreError, RaftError, LeaderNotFoundError, NotLeaderHere, DiskError) as e:
             # Leadership may have moved on its own meanwhile: nothing to hand over.
             log.warning("leadership transfer before shutdown failed: %s", e)
             return False
@@ -552,7 +555,7 @@ class Store:
                     log.warning("reaping node %s: silent for %.1fs", node, silent)
                     try:
                         self.remove(node)
-                    except (StoreError, NotLeaderHere, LeaderNotFoundError) as e:
+                    except (StoreError, NotLeaderHere, LeaderNotFoundError, DiskError) as e:
                         log.warning("reaping %s failed: %s", node, e)
 
     def remove_self(self, timeout_s: float) -> None:
@@ -593,6 +596,7 @@ class Store:
         raft = self.raft
         return (
             self.driver.fatal is None
+            and self.driver.disk_error is None
             and raft.leader != ""
             and raft.applied_index >= self._startup_commit
         )
@@ -700,8 +704,15 @@ class Store:
         return out
 
     def _require_leader(self) -> None:
+        """Leader-only work goes on here, or is forwarded. A leader whose disk
+        fails refuses it at once (DiskError): it cannot commit, and it may
+        have been deposed without knowing it, so even a weak read could be
+        stale for as long as the disk fails."""
         status = self.raft
         if status.role is Role.LEADER:
+            error = self.driver.disk_error
+            if error is not None:
+                raise error
             return
         if not status.leader:
             raise LeaderNotFoundError()

@@ -335,30 +335,45 @@ class Transport:
         m = wire.decode_message(got[1])
         if m.snapshot is None or m.to != self.node_id or self.on_snapshot is None:
             raise wire.WireError("not a snapshot for this node")
-        fd, tmp = tempfile.mkstemp(dir=self.staging_dir or None, suffix=".snapshot.tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.staging_dir or None, suffix=".snapshot.tmp")
+        except OSError as e:
+            log.warning("refusing snapshot %d: %s", m.snapshot.index, e)
+            raise
+        try:
+            received = self._receive_snapshot_file(sock, fd, size, bool(header.get("zlib")))
+            if received != size or snapshots.file_sha256(tmp) != digest:
+                os.remove(tmp)
+                return {"error": "snapshot corrupted in transit"}
+        except BaseException as e:
+            # A full disk, a broken stream: nothing of it stays in incoming/,
+            # and the leader sees the transfer fail and tries again later.
+            if isinstance(e, OSError):
+                log.warning("refusing snapshot %d: %s", m.snapshot.index, e)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            raise
+        self.on_snapshot(m, tmp)
+        return {"ok": True}
+
+    def _receive_snapshot_file(self, sock: socket.socket, fd: int, size: int, zlib_: bool) -> int:
         received = 0
-        z = zlib.decompressobj() if header.get("zlib") else None
+        z = zlib.decompressobj() if zlib_ else None
         with os.fdopen(fd, "wb") as f:
             while received < size:
                 chunk = read_frame(sock)
                 if chunk is None or chunk[0] != wire.KIND_CHUNK:
-                    os.remove(tmp)
                     raise wire.WireError("snapshot stream ended early")
                 try:
                     # Bounded: never more than one chunk's worth beyond `size`.
                     data = z.decompress(chunk[1], size - received + 1) if z else chunk[1]
                 except zlib.error as e:
-                    os.remove(tmp)
                     raise wire.WireError(f"bad compressed snapshot: {e}") from e
                 f.write(data)
                 received += len(data)
             f.flush()
             os.fsync(f.fileno())
-        if received != size or snapshots.file_sha256(tmp) != digest:
-            os.remove(tmp)
-            return {"error": "snapshot corrupted in transit"}
-        self.on_snapshot(m, tmp)
-        return {"ok": True}
+        return received
 
     def _introduce(self, hello: dict[str, object]) -> None:
         node, addr = hello.get("id"), hello.get("addr")

@@ -404,3 +404,43 @@ def test_lost_proposals_are_request_errors(
     r = client.post("/db/execute", data=json.dumps(["CREATE TABLE t (x)"]))
     assert r.status_code == 200
     assert r.get_json() == {"results": [], "error": message}
+
+
+def test_a_full_disk_answers_writes_at_once_and_recovers_by_itself(
+    foo: FlaskClient, store: Store
+) -> None:
+    """The state machine's database may not grow (max_page_count, set from
+    here: the driver thread only idles meanwhile): a write that needs room
+    stalls the node, and every write is refused at once with 503 and rqlite's
+    JSON error body until there is room again."""
+    writer = store.fsm.db.writer
+    writer.execute(f"PRAGMA max_page_count={writer.execute('PRAGMA page_count').fetchone()[0]}")
+    big = [["INSERT INTO foo(name) VALUES(zeroblob(100000))"]]
+    start = time.monotonic()
+    r = foo.post("/db/execute", data=json.dumps(big))
+    assert (r.status_code, r.data) == (503, b'{"results":[],"error":"database or disk is full"}')
+    assert r.content_type == "application/json; charset=utf-8"
+    r = foo.post("/db/execute", data=json.dumps([["INSERT INTO foo(name) VALUES('y')"]]))
+    assert r.status_code == 503
+    assert time.monotonic() - start < 5  # never the 10 s apply timeout
+    assert foo.post("/db/query?level=strong", data=json.dumps(["SELECT 1"])).status_code == 503
+    assert foo.post("/db/query", data=json.dumps(["SELECT 1"])).status_code == 503  # weak
+    assert q(foo, ["SELECT name FROM foo"], "?level=none") == (
+        b'{"results":[{"columns":["name"],"types":["text"],"values":[["fiona"]]}]}'
+    )
+    status = foo.get("/status").get_json()["store"]
+    assert status["disk_error"] == "database or disk is full" and not status["ready"]
+    r = foo.get("/readyz")
+    assert r.status_code == 503 and b"store not ready: database or disk is full" in r.data
+    writer.execute("PRAGMA max_page_count=1000000")
+    deadline = time.monotonic() + 10
+    while store.driver.disk_error is not None:
+        assert time.monotonic() < deadline, "never recovered"
+        time.sleep(0.01)
+    ex(foo, [["INSERT INTO foo(name) VALUES('after')"]])
+    # The stalled write was in the log: it is applied now, once; 'y' never was.
+    assert q(foo, ["SELECT length(name) FROM foo ORDER BY id"], "?level=none") == (
+        b'{"results":[{"columns":["length(name)"],"types":["integer"],'
+        b'"values":[[5],[100000],[5]]}]}'
+    )
+    assert foo.get("/readyz").status_code == 200

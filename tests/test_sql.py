@@ -338,6 +338,8 @@ DISALLOWED = [
     "-- note\nPRAGMA synchronous=OFF",
     "SELECT 1; PRAGMA synchronous=OFF",
     "INSERT INTO t VALUES (';'); pragma query_only = 1;",
+    "PRAGMA max_page_count=10",
+    "PRAGMA main.max_page_count(10)",
 ]
 
 ALLOWED = [
@@ -346,6 +348,7 @@ ALLOWED = [
     "PRAGMA synchronous",
     "PRAGMA wal_autocheckpoint",
     "PRAGMA query_only",
+    "PRAGMA max_page_count",
     "PRAGMA foreign_keys=ON",
     "PRAGMA table_info(t)",
     "PRAGMA busy_timeout = 5000",

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .. import sql
 from ..command import Statement
+from ..disk import guarded
 from ..results import Response as DbResponse
 from ..store import Level, ReadOptions, SqlOptions, Store
 from . import body, params
@@ -131,7 +132,8 @@ def backup() -> Response:
     p = _params()
     store = _store()
     fmt = p.fmt or "binary"
-    fd, path = tempfile.mkstemp(suffix=".backup", dir=store.cfg.data_dir)
+    with guarded():  # the copy goes to the data directory: it may be full
+        fd, path = tempfile.mkstemp(suffix=".backup", dir=store.cfg.data_dir)
     os.close(fd)
     try:
         store.backup(path, fmt=fmt, vacuum=p.vacuum, tables=p.tables, noleader=p.noleader)

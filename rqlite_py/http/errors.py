@@ -1,8 +1,10 @@
 """The one place where exceptions become rqlite responses (API.md §a.5).
 
 Request-level errors that rqlite reports inside a 200 JSON body stay 200;
-malformed requests are 400 plain text; no leader is 503; everything else
-unexpected is a 500 that names the error and leaves the node serving.
+malformed requests are 400 plain text; no leader is 503; a disk that fails
+(full, I/O error) is 503 with rqlite's JSON error body (docs/extensions.md);
+everything else unexpected is a 500 that names the error and leaves the node
+serving.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ..disk import DiskError
 from ..driver import ShutdownError
 from ..store import (
     InvalidSQLiteError,
@@ -53,6 +56,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(NotLeaderHere)
     def not_leader(e: NotLeaderHere) -> Response:
         return forward.to_leader()
+
+    @app.errorhandler(DiskError)
+    def disk_error(e: DiskError) -> Response:
+        # This node cannot write now; others may. A write that was already
+        # waiting may still be committed by the cluster: 503 says only that
+        # this node could not see it through.
+        return json_error(str(e), 503)
 
     @app.errorhandler(ShutdownError)
     def shutting_down(e: ShutdownError) -> Response:

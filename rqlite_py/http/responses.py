@@ -15,7 +15,8 @@ def text_error(message: str, status: int) -> Response:
     return Response(encode_error_text(message), status=status, content_type=TEXT)
 
 
-def json_error(message: str) -> Response:
+def json_error(message: str, status: int = 200) -> Response:
+    """`{"results":[],"error":...}`: rqlite's request-level error."""
     pretty = "pretty" in request.args
     body = encode_response(DbResponse(error=message), pretty=pretty)
-    return Response(body, status=200, content_type=JSON)
+    return Response(body, status=status, content_type=JSON)

@@ -147,6 +147,7 @@ def status_document(store: Store) -> dict[str, object]:
             "dir": store.cfg.data_dir,
             "leader": {"node_id": raft.leader, "addr": leader_addr},
             "ready": store.is_ready(),
+            "disk_error": str(store.driver.disk_error or ""),
             "fsm_index": raft.applied_index,
             "db_applied_index": raft.applied_index,
             "nodes": [node_object(store, n) for n in raft.voters + raft.learners],
@@ -200,7 +201,8 @@ def readyz() -> Response:
         return Response("\n".join(lines), 503, content_type=TEXT)
     lines.append("[+]leader ok")
     if not store.is_ready():
-        lines.append("[+]store not ready")
+        error = store.driver.disk_error
+        lines.append(f"[+]store not ready: {error}" if error else "[+]store not ready")
         return Response("\n".join(lines), 503, content_type=TEXT)
     lines.append("[+]store ok")
     if p.sync:
@@ -256,6 +258,7 @@ def debug_vars() -> Response:
             "num_restores_start": int(store.restored_at_start),
             "num_restores_start_skipped": int(store.reused_at_start),
             "last_snapshot_write_pause_s": store.driver.last_snapshot_stall_s,
+            "num_disk_stalls": store.driver.num_disk_stalls,
             "num_ignored_joins": store.stats["num_ignored_joins"],
             "num_removed_before_joins": store.stats["num_removed_before_joins"],
             "commit_index": raft.commit_index,

@@ -1,0 +1,80 @@
+"""Failures of the node's own storage, told apart from SQL errors here only.
+
+A SQL error (no such table, a constraint) is a property of the statement and
+the data: every replica meets it at the same entry, so it is a result. A full
+disk, an I/O error or a file that cannot be opened is a property of this one
+machine at this one moment: turning it into a result would record, on this
+node only, an outcome the others never saw, and the replicas would differ for
+ever. Such failures become `DiskError`, which is never a result: the operation
+is undone and retried (the Raft log, the state machine) or refused (HTTP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from collections.abc import Iterator
+
+import apsw
+
+FULL = "database or disk is full"
+IO = "disk I/O error"
+CANT_OPEN = "unable to open database file"
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_IO_ERRNOS = frozenset({errno.EIO, errno.EROFS, errno.ENOMEM})
+
+_APSW_ENVIRONMENTAL: tuple[type[apsw.Error], ...] = (
+    apsw.FullError,  # SQLITE_FULL: the disk (max_page_count is a disallowed pragma)
+    apsw.IOError,  # SQLITE_IOERR_*: read, write, fsync, truncate, locking...
+    apsw.CantOpenError,  # a journal, WAL or temporary file cannot be created
+    apsw.NoMemError,
+    apsw.ReadOnlyError,  # the file system went read-only under us
+    apsw.ProtocolError,  # WAL locking race
+    apsw.BusyError,  # another process holds the file: the writer is alone otherwise
+)
+"""Not here: CorruptError and NotADBError are about a file's contents, which
+may be a client's (a loaded file that is not a database fails the same way on
+every node), and retrying would not change them."""
+
+
+class DiskError(Exception):
+    """The node's storage failed: full, an I/O error, a file that cannot be
+    opened. Not a SQL error: never a result, never replicated."""
+
+
+def environmental(e: BaseException) -> DiskError | None:
+    """The DiskError that `e` amounts to, or None when `e` is not about this
+    machine's storage (a SQL error, a bug)."""
+    if isinstance(e, DiskError):
+        return e
+    if isinstance(e, apsw.Error):
+        if not isinstance(e, _APSW_ENVIRONMENTAL):
+            return None
+        if isinstance(e, apsw.CantOpenError) and str(e).startswith("unable to open database: "):
+            return None  # ATTACH of a path the statement names: the statement's fault
+        if isinstance(e, apsw.FullError):
+            return DiskError(FULL)
+        if isinstance(e, apsw.IOError):
+            return DiskError(IO)
+        if isinstance(e, apsw.CantOpenError):
+            return DiskError(CANT_OPEN)
+        return DiskError(str(e) or type(e).__name__)
+    if isinstance(e, OSError):
+        if e.errno in _FULL_ERRNOS:
+            return DiskError(FULL)
+        if e.errno in _IO_ERRNOS:
+            return DiskError(IO)
+    return None
+
+
+@contextlib.contextmanager
+def guarded() -> Iterator[None]:
+    """Raise the environmental failures of the block as DiskError."""
+    try:
+        yield
+    except (apsw.Error, OSError) as e:
+        d = environmental(e)
+        if d is None or d is e:
+            raise
+        raise d from e
