@@ -1,0 +1,403 @@
+"""A linearizability checker for histories of read/write/compare-and-set operations on
+registers, one register per key.
+
+A history is linearizable when every operation can be given a single instant between its
+call and its return at which it takes effect, such that, taken in that order, the
+operations are a legal run of a sequential register. Checking this is NP-complete in
+general, so the checker searches, but it keeps the search small in three ways:
+
+- Per key (P-compositionality): a history is linearizable iff each key's sub-history is,
+  so each key is checked on its own.
+- Wing & Gong's search: the call and return events are kept in a doubly linked list in
+  time order. At each step only an op whose call comes before the first return still in
+  the list can take effect next; linearizing one lifts its two events out of the list in
+  O(1), and backtracking puts them back.
+- Lowe's memoization: a configuration is the set of ops linearized so far (an int used as
+  a bitset) together with the register's value. A configuration already explored cannot
+  lead anywhere new, so it is skipped. This makes mostly-sequential histories linear.
+
+An op whose outcome is unknown (``ret is None``: timed out, connection lost) may take
+effect at any instant after its call, or never. Its return is placed at +infinity, and the
+search succeeds as soon as every op with a known return is linearized: the indeterminate
+ops left over are the ones that never happened (or, equivalently, happened after
+everything else, where nothing can observe them).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+KINDS = ("read", "write", "cas")
+
+# Reading the clock is cheap but not free, and the budget only bounds effort, so the search
+# looks at it once every this many steps. A search shorter than this always finishes.
+_CLOCK_EVERY = 1024
+
+# How many ops of the longest linearizable prefix a violation report shows.
+_PREFIX_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation on one register, as the client saw it.
+
+    ``value`` is the value written (write), a pair ``(expected, new)`` (cas), or None (read).
+    ``output`` is the value observed (read; None means the key was absent), whether the
+    swap happened (cas), or None (write). ``ret`` is None when the outcome is unknown.
+    Values must be hashable: the register's value is part of the memoization key.
+    """
+
+    client: int
+    key: str
+    kind: str
+    value: Any
+    output: Any
+    call: float
+    ret: float | None
+
+
+@dataclass
+class KeyResult:
+    key: str
+    ok: bool | None  # None: the search ran out of budget, so the answer is unknown
+    ops: int
+    explanation: str  # empty when ok; otherwise why not (or how far the search got)
+
+
+@dataclass
+class CheckResult:
+    ok: bool  # False only for a definite violation on some key; see `unknown`
+    keys: list[KeyResult]
+
+    @property
+    def failures(self) -> list[KeyResult]:
+        return [k for k in self.keys if k.ok is False]
+
+    @property
+    def unknown(self) -> list[KeyResult]:
+        return [k for k in self.keys if k.ok is None]
+
+
+def check_registers(
+    ops: Iterable[Operation], initial: Any = None, budget_s: float = 10.0
+) -> CheckResult:
+    """Check a history of register operations, each key on its own.
+
+    ``initial`` is every register's value before the history (None: absent). ``budget_s``
+    bounds the search on each key, in wall-clock seconds; a key whose search runs out of
+    it is reported with ``ok=None``.
+    """
+    by_key: dict[str, list[Operation]] = defaultdict(list)
+    for op in ops:
+        _validate(op)
+        by_key[op.key].append(op)
+    keys = [_check_key(key, by_key[key], initial, budget_s) for key in sorted(by_key)]
+    return CheckResult(ok=all(k.ok is not False for k in keys), keys=keys)
+
+
+def summary(result: CheckResult) -> str:
+    """One line, e.g. "12 keys, 3,456 ops: 1 key NOT linearizable: k3"."""
+    head = f"{_count(len(result.keys), 'key')}, {_count(sum(k.ops for k in result.keys), 'op')}"
+    parts = []
+    if result.failures:
+        names = _names(result.failures)
+        parts.append(f"{_count(len(result.failures), 'key')} NOT linearizable: {names}")
+    if result.unknown:
+        names = _names(result.unknown)
+        parts.append(f"{_count(len(result.unknown), 'key')} unknown (budget exceeded): {names}")
+    return f"{head}: {'; '.join(parts) or 'linearizable'}"
+
+
+def format_key_result(result: KeyResult) -> str:
+    """A key's verdict with its explanation indented below it, for a test failure message."""
+    verdict = {True: "linearizable", False: "NOT linearizable", None: "unknown"}[result.ok]
+    lines = [f"key {result.key!r} ({_count(result.ops, 'op')}): {verdict}"]
+    lines += ["  " + line for line in result.explanation.splitlines()]
+    return "\n".join(lines)
+
+
+def format_op(op: Operation, t0: float = 0.0) -> str:
+    """One op on one line, times relative to ``t0``; "?" marks an unknown outcome."""
+    if op.kind == "read":
+        what = f"read -> {'?' if op.ret is None else _show(op.output)}"
+    elif op.kind == "write":
+        what = f"write {_show(op.value)}"
+    else:
+        expected, new = op.value
+        outcome = "?" if op.ret is None else ("swapped" if op.output else "not swapped")
+        what = f"cas {_show(expected)} -> {_show(new)}: {outcome}"
+    ret = "?" if op.ret is None else f"{op.ret - t0:.3f}"
+    return f"client {op.client} {what}  [{op.call - t0:.3f}, {ret}]"
+
+
+def _validate(op: Operation) -> None:
+    # Bad input would otherwise surface as a confusing verdict, not as the bug it is.
+    if op.kind not in KINDS:
+        raise ValueError(f"unknown kind {op.kind!r} in {op}")
+    if op.ret is not None and op.ret < op.call:
+        raise ValueError(f"returns before its call: {op}")
+    if op.kind == "cas" and not (isinstance(op.value, tuple | list) and len(op.value) == 2):
+        raise ValueError(f"a cas value must be a pair (expected, new): {op}")
+
+
+def _step(state: Any, op: Operation) -> tuple[bool, Any]:
+    """The register model: may ``op`` take effect in ``state``, and the state after it."""
+    if op.kind == "read":
+        return op.output == state, state
+    if op.kind == "write":
+        return True, op.value
+    expected, new = op.value
+    swaps = state == expected
+    if op.ret is None:
+        # Outcome unknown: if it took effect, the model alone decides whether it swapped.
+        return True, new if swaps else state
+    if op.output:
+        return swaps, new
+    return not swaps, state
+
+
+@dataclass(eq=False, slots=True)
+class _Event:
+    """A call or return in the search's doubly linked list (ops are indices into a list)."""
+
+    op: int
+    is_call: bool
+    time: float
+    match: _Event | None = None  # a call's return
+    prev: _Event | None = None
+    next: _Event | None = None
+
+
+@dataclass
+class _Stuck:
+    """Where the search got furthest before it had to backtrack, to explain a violation."""
+
+    prefix: list[int]  # the ops linearized, in order
+    state: Any  # the register's value after them
+    candidates: list[int]  # the ops that could have come next, none of which worked
+    due: int  # the op whose return was reached: it had to take effect by then
+
+
+@dataclass
+class _Outcome:
+    ok: bool | None
+    steps: int
+    stuck: _Stuck | None
+
+
+def _events(ops: list[Operation]) -> _Event:
+    """The events of ``ops`` in time order between two sentinels; returns the head one."""
+    events = []
+    for i, op in enumerate(ops):
+        call = _Event(i, True, op.call)
+        call.match = _Event(i, False, math.inf if op.ret is None else op.ret)
+        events += [call, call.match]
+    # At equal times calls sort before returns: an op called at the very instant another
+    # returns counts as concurrent with it. That only ever allows more orders, so a clock
+    # too coarse to separate the two can never produce a false violation.
+    events.sort(key=lambda e: (e.time, not e.is_call))
+    head, tail = _Event(-1, True, -math.inf), _Event(-1, False, math.inf)
+    chain = [head, *events, tail]
+    for before, after in zip(chain, chain[1:], strict=False):
+        before.next, after.prev = after, before
+    return head
+
+
+def _lift(call: _Event) -> None:
+    """Take an op's call and return out of the list (the sentinels make both ends safe)."""
+    call.prev.next, call.next.prev = call.next, call.prev
+    ret = call.match
+    ret.prev.next, ret.next.prev = ret.next, ret.prev
+
+
+def _unlift(call: _Event) -> None:
+    """Undo `_lift`: in reverse order, since the return's neighbours may include the call."""
+    ret = call.match
+    ret.prev.next = ret.next.prev = ret
+    call.prev.next = call.next.prev = call
+
+
+class _Search:
+    """Wing & Gong's backtracking search with Lowe's memoization, as a loop (no recursion).
+
+    One more pruning, specific to ops that never change the register (completed reads and
+    failed cas): if one can take effect next, it is placed at once and no alternative is
+    tried in its stead. That is safe: in any linearization from here it can be moved to the
+    front, since it is legal now, leaves the state alone wherever it goes, and its call is
+    before every remaining return. So if placing it first fails, everything fails, and the
+    search backtracks past it. Without this, a key that many clients hammer at once makes
+    the search try every interleaving of the reads with the writes.
+    """
+
+    def __init__(self, ops: list[Operation], initial: Any, deadline: float) -> None:
+        self.ops = ops
+        self.head = _events(ops)
+        self.deadline = deadline
+        self.state = initial
+        self.linearized = 0  # bit i set: ops[i] is linearized
+        self.unplaced = sum(op.ret is not None for op in ops)  # known-outcome ops to place
+        self.explored: set[tuple[int, Any]] = set()
+        # The linearized calls in order, each with the state before it and whether it was
+        # forced (no alternatives to try on backtracking).
+        self.placed: list[tuple[_Event, Any, bool]] = []
+        self.stuck: _Stuck | None = None
+        self.steps = 0
+
+    def run(self) -> _Outcome:
+        entry = self._start()  # None: the configuration is dead, backtrack
+        while self.unplaced:
+            self.steps += 1
+            if self.steps % _CLOCK_EVERY == 0 and time.monotonic() >= self.deadline:
+                return _Outcome(None, self.steps, self.stuck)
+            if entry is None:
+                if not self.placed:
+                    return _Outcome(False, self.steps, self.stuck)
+                entry = self._backtrack()
+            elif entry.is_call:
+                legal, after = _step(self.state, self.ops[entry.op])
+                entry = self._start() if legal and self._place(entry, after) else entry.next
+            else:
+                # A return: its op had to take effect by now, and every call before it has
+                # been tried next without success. (The tail sentinel is never reached:
+                # while a known-outcome op is unplaced, its finite return comes first.)
+                self._note_stuck(entry)
+                entry = None
+        return _Outcome(True, self.steps, None)
+
+    def _start(self) -> _Event | None:
+        """At a new configuration: place whatever is forced, then walk from the head."""
+        while self.unplaced:
+            call = self._harmless_candidate()
+            if call is None:
+                break
+            if not self._place(call, self.state, forced=True):
+                return None  # explored before, and it failed: so does this configuration
+        return self.head.next
+
+    def _harmless_candidate(self) -> _Event | None:
+        entry = self.head.next
+        while entry.is_call:
+            op = self.ops[entry.op]
+            harmless = op.kind == "read" or (op.kind == "cas" and not op.output)
+            if op.ret is not None and harmless and _step(self.state, op)[0]:
+                return entry
+            entry = entry.next
+        return None
+
+    def _place(self, call: _Event, after: Any, forced: bool = False) -> bool:
+        """Linearize ``call``'s op next, unless that configuration was explored already."""
+        bits = self.linearized | 1 << call.op
+        if (bits, after) in self.explored:
+            return False
+        self.explored.add((bits, after))
+        self.placed.append((call, self.state, forced))
+        self.state, self.linearized = after, bits
+        self.unplaced -= self.ops[call.op].ret is not None
+        _lift(call)
+        return True
+
+    def _backtrack(self) -> _Event | None:
+        """Undo placements up to and including the last free choice, and return the entry
+        to try instead of it; None if no free choice was left to undo."""
+        while self.placed:
+            call, self.state, forced = self.placed.pop()
+            self.linearized &= ~(1 << call.op)
+            self.unplaced += self.ops[call.op].ret is not None
+            _unlift(call)
+            if not forced:
+                return call.next
+        return None
+
+    def _note_stuck(self, due: _Event) -> None:
+        if self.stuck is not None and len(self.placed) <= len(self.stuck.prefix):
+            return
+        candidates = []
+        entry = self.head.next
+        while entry is not due:
+            candidates.append(entry.op)
+            entry = entry.next
+        self.stuck = _Stuck(
+            prefix=[call.op for call, _, _ in self.placed],
+            state=self.state,
+            candidates=candidates,
+            due=due.op,
+        )
+
+
+def _check_key(key: str, ops: list[Operation], initial: Any, budget_s: float) -> KeyResult:
+    # A read with an unknown outcome has no effect and observed nothing: it constrains
+    # nothing, and leaving it out keeps it from widening the search.
+    relevant = [op for op in ops if not (op.kind == "read" and op.ret is None)]
+    start = time.monotonic()
+    outcome = _Search(relevant, initial, start + budget_s).run()
+    if outcome.ok:
+        explanation = ""
+    elif outcome.ok is None:
+        spent = time.monotonic() - start
+        explanation = f"gave up after {spent:.1f}s and {outcome.steps:,} search steps"
+        if outcome.stuck:
+            explanation += (
+                f"; the furthest it got was {len(outcome.stuck.prefix):,} of "
+                f"{len(relevant):,} ops linearized"
+            )
+    else:
+        explanation = _explain(relevant, outcome.stuck, initial)
+    return KeyResult(key=key, ok=outcome.ok, ops=len(ops), explanation=explanation)
+
+
+def _explain(ops: list[Operation], stuck: _Stuck, initial: Any) -> str:
+    t0 = min(op.call for op in ops)
+    lines = [f"times are seconds after the key's first call, at {t0:.3f}"]
+    if stuck.prefix:
+        lines.append(
+            f"the longest linearizable prefix found has {len(stuck.prefix):,} of "
+            f"{len(ops):,} ops, after which {_holding(stuck.state)}:"
+        )
+        if len(stuck.prefix) > _PREFIX_SHOWN:
+            lines.append(f"  ... {len(stuck.prefix) - _PREFIX_SHOWN:,} earlier ops")
+        lines += ["  " + format_op(ops[i], t0) for i in stuck.prefix[-_PREFIX_SHOWN:]]
+    else:
+        lines.append(f"no op can be linearized first, when {_holding(initial)}")
+    lines.append(
+        f"nothing can come next, yet {format_op(ops[stuck.due], t0)} "
+        "must take effect before it returns:"
+    )
+    for i in stuck.candidates:
+        lines.append(f"  {format_op(ops[i], t0)}: {_why_not(ops[i], stuck.state)}")
+    return "\n".join(lines)
+
+
+def _why_not(op: Operation, state: Any) -> str:
+    legal, _ = _step(state, op)
+    if legal:
+        return "legal here, but no order of the remaining ops works after it"
+    if op.kind == "read":
+        return f"it observed {_show(op.output)}, but {_holding(state)}"
+    expected, _ = op.value
+    if op.output:
+        return f"it swapped, but {_holding(state)}, not {_show(expected)}"
+    return f"it did not swap, but {_holding(state)}, as it expected"
+
+
+def _show(value: Any) -> str:
+    return "absent" if value is None else repr(value)
+
+
+def _holding(state: Any) -> str:
+    return "the key is absent" if state is None else f"the register holds {state!r}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _names(results: list[KeyResult], shown: int = 10) -> str:
+    names = ", ".join(k.key for k in results[:shown])
+    if len(results) > shown:
+        names += f", ... ({len(results) - shown:,} more)"
+    return names
