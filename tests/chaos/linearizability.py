@@ -222,16 +222,45 @@ def _unlift(call: _Event) -> None:
     call.prev.next = call.next.prev = call
 
 
+# The search's marker for an op it may not place next (None is a register value).
+_ILLEGAL = object()
+
+# The search's stand-in for all the values no op compares the register with.
+_UNOBSERVED = object()
+
+# The search's marker for "not in a run of unknown-outcome ops" (None is a register value).
+_NO_RUN = object()
+
+
 class _Search:
     """Wing & Gong's backtracking search with Lowe's memoization, as a loop (no recursion).
 
-    One more pruning, specific to ops that never change the register (completed reads and
-    failed cas): if one can take effect next, it is placed at once and no alternative is
-    tried in its stead. That is safe: in any linearization from here it can be moved to the
-    front, since it is legal now, leaves the state alone wherever it goes, and its call is
-    before every remaining return. So if placing it first fails, everything fails, and the
-    search backtracks past it. Without this, a key that many clients hammer at once makes
-    the search try every interleaving of the reads with the writes.
+    Two more prunings keep it tractable; each only skips orders when, if any linearization
+    exists, one that the search does try exists too.
+
+    Ops that never change the register (completed reads and failed cas): if one can take
+    effect next, it is placed at once and no alternative is tried in its stead. In any
+    linearization from here it can be moved to the front: it is legal now, leaves the state
+    alone wherever it goes, and its call is before every remaining return. So if placing it
+    first fails, everything fails, and the search backtracks past it. Without this, a key
+    that many clients hammer at once has every interleaving of its reads and writes tried.
+
+    Ops with an unknown outcome: these pile up (each stays a candidate from its call to the
+    end), and trying each of them at every point explodes. But an unused one only widens
+    the choices later, so some linearization, if any exists, uses as few of them as possible
+    and places them as late as possible. In it, every run of consecutive unknown-outcome ops
+    is needed by the completed op right after the run: that op is illegal in the state
+    before the run. (Otherwise: a following write or swapping cas makes the run removable;
+    a following read or failed cas can move in front of the run.) Within a run, every op
+    changes the state, and only the first can be a write: a write later in the run would
+    make the ops before it removable. So an unknown-outcome op starts a run, or extends it
+    with a cas that swaps, and the run can only be closed by an op that needs it; a run is
+    only started towards a state that some op which can come next needs. The state before
+    the run is part of the configuration, so it is part of the memo key too.
+
+    Values that no op compares the register with: no op can tell them apart, so the memo
+    takes them as one value, and of the unknown-outcome writes of such values that could
+    start a run, only the first is tried (any other could swap places with it).
     """
 
     def __init__(self, ops: list[Operation], initial: Any, deadline: float) -> None:
@@ -239,12 +268,20 @@ class _Search:
         self.head = _events(ops)
         self.deadline = deadline
         self.state = initial
+        self.run_from = _NO_RUN  # the state before the current run of unknown-outcome ops
         self.linearized = 0  # bit i set: ops[i] is linearized
         self.unplaced = sum(op.ret is not None for op in ops)  # known-outcome ops to place
-        self.explored: set[tuple[int, Any]] = set()
-        # The linearized calls in order, each with the state before it and whether it was
-        # forced (no alternatives to try on backtracking).
-        self.placed: list[tuple[_Event, Any, bool]] = []
+        self.explored: set[tuple[int, Any, Any]] = set()
+        # The linearized calls in order, each with the state and run_from before it, and
+        # whether it was forced (no alternatives to try on backtracking).
+        self.placed: list[tuple[_Event, Any, Any, bool]] = []
+        # The values some op compares the register with; see the class comment.
+        self.observed = {op.output for op in ops if op.kind == "read"}
+        self.observed |= {op.value[0] for op in ops if op.kind == "cas"}
+        # Outside a run: the states a run could usefully lead to (None: any other state),
+        # and the one unknown-outcome write of an unobserved value worth trying.
+        self.wanted: set[Any] | None = set()
+        self.spare: _Event | None = None
         self.stuck: _Stuck | None = None
         self.steps = 0
 
@@ -259,8 +296,11 @@ class _Search:
                     return _Outcome(False, self.steps, self.stuck)
                 entry = self._backtrack()
             elif entry.is_call:
-                legal, after = _step(self.state, self.ops[entry.op])
-                entry = self._start() if legal and self._place(entry, after) else entry.next
+                after = self._next_state(entry)
+                if after is not _ILLEGAL and self._place(entry, after):
+                    entry = self._start()
+                else:
+                    entry = entry.next
             else:
                 # A return: its op had to take effect by now, and every call before it has
                 # been tried next without success. (The tail sentinel is never reached:
@@ -268,6 +308,26 @@ class _Search:
                 self._note_stuck(entry)
                 entry = None
         return _Outcome(True, self.steps, None)
+
+    def _next_state(self, call: _Event) -> Any:
+        """The state after ``call``'s op if the search may place it next, else _ILLEGAL."""
+        op = self.ops[call.op]
+        legal, after = _step(self.state, op)
+        if not legal:
+            return _ILLEGAL
+        if op.ret is None:
+            if self._alike(after) == self._alike(self.state):
+                return _ILLEGAL  # no effect that any op could tell: never needed
+            if self.run_from is not _NO_RUN:
+                return _ILLEGAL if op.kind == "write" else after
+            if self.wanted is not None:
+                return after if after in self.wanted else _ILLEGAL
+            if op.kind == "write" and after not in self.observed and call is not self.spare:
+                return _ILLEGAL
+            return after
+        if self.run_from is not _NO_RUN and _step(self.run_from, op)[0]:
+            return _ILLEGAL  # it does not need the run before it
+        return after
 
     def _start(self) -> _Event | None:
         """At a new configuration: place whatever is forced, then walk from the head."""
@@ -277,27 +337,64 @@ class _Search:
                 break
             if not self._place(call, self.state, forced=True):
                 return None  # explored before, and it failed: so does this configuration
+        self._aim()
         return self.head.next
+
+    def _aim(self) -> None:
+        """Work out which states a run starting here could usefully lead to. The run has
+        to be closed by a completed op that can come next but is illegal now, so it must
+        end in a state that op wants; or it goes on through a cas expecting its state."""
+        if self.run_from is not _NO_RUN:
+            return
+        wanted = set()
+        anything = False  # a failed cas is blocked by this state: any change helps
+        self.spare = None
+        entry = self.head.next
+        while entry.is_call:
+            op = self.ops[entry.op]
+            if op.ret is None:
+                if op.kind == "cas":
+                    wanted.add(op.value[0])
+                elif self.spare is None and op.value not in self.observed:
+                    self.spare = entry
+            elif not _step(self.state, op)[0]:
+                if op.kind == "read":
+                    wanted.add(op.output)
+                elif op.output:
+                    wanted.add(op.value[0])
+                else:
+                    anything = True
+            entry = entry.next
+        self.wanted = None if anything else wanted
+
+    def _alike(self, value: Any) -> Any:
+        return value if value in self.observed else _UNOBSERVED
 
     def _harmless_candidate(self) -> _Event | None:
         entry = self.head.next
         while entry.is_call:
             op = self.ops[entry.op]
             harmless = op.kind == "read" or (op.kind == "cas" and not op.output)
-            if op.ret is not None and harmless and _step(self.state, op)[0]:
+            if op.ret is not None and harmless and self._next_state(entry) is not _ILLEGAL:
                 return entry
             entry = entry.next
         return None
 
     def _place(self, call: _Event, after: Any, forced: bool = False) -> bool:
         """Linearize ``call``'s op next, unless that configuration was explored already."""
+        known = self.ops[call.op].ret is not None
+        run_from = _NO_RUN
+        if not known:  # a run of unknown-outcome ops starts, or goes on
+            run_from = self.state if self.run_from is _NO_RUN else self.run_from
         bits = self.linearized | 1 << call.op
-        if (bits, after) in self.explored:
+        alike_run_from = run_from if run_from is _NO_RUN else self._alike(run_from)
+        configuration = (bits, self._alike(after), alike_run_from)
+        if configuration in self.explored:
             return False
-        self.explored.add((bits, after))
-        self.placed.append((call, self.state, forced))
-        self.state, self.linearized = after, bits
-        self.unplaced -= self.ops[call.op].ret is not None
+        self.explored.add(configuration)
+        self.placed.append((call, self.state, self.run_from, forced))
+        self.state, self.run_from, self.linearized = after, run_from, bits
+        self.unplaced -= known
         _lift(call)
         return True
 
@@ -305,15 +402,19 @@ class _Search:
         """Undo placements up to and including the last free choice, and return the entry
         to try instead of it; None if no free choice was left to undo."""
         while self.placed:
-            call, self.state, forced = self.placed.pop()
+            call, self.state, self.run_from, forced = self.placed.pop()
             self.linearized &= ~(1 << call.op)
             self.unplaced += self.ops[call.op].ret is not None
             _unlift(call)
             if not forced:
+                self._aim()
                 return call.next
         return None
 
     def _note_stuck(self, due: _Event) -> None:
+        # Mid-run, the candidates are judged against two states: too confusing to report.
+        if self.run_from is not _NO_RUN:
+            return
         if self.stuck is not None and len(self.placed) <= len(self.stuck.prefix):
             return
         candidates = []
@@ -322,7 +423,7 @@ class _Search:
             candidates.append(entry.op)
             entry = entry.next
         self.stuck = _Stuck(
-            prefix=[call.op for call, _, _ in self.placed],
+            prefix=[call.op for call, _, _, _ in self.placed],
             state=self.state,
             candidates=candidates,
             due=due.op,
@@ -374,6 +475,8 @@ def _explain(ops: list[Operation], stuck: _Stuck, initial: Any) -> str:
 
 def _why_not(op: Operation, state: Any) -> str:
     legal, _ = _step(state, op)
+    if op.ret is None:
+        return "its outcome is unknown, and taking effect here helps nothing"
     if legal:
         return "legal here, but no order of the remaining ops works after it"
     if op.kind == "read":
