@@ -468,15 +468,16 @@ def _explain(ops: list[Operation], stuck: _Stuck, initial: Any) -> str:
         f"nothing can come next, yet {format_op(ops[stuck.due], t0)} "
         "must take effect before it returns:"
     )
-    for i in stuck.candidates:
-        lines.append(f"  {format_op(ops[i], t0)}: {_why_not(ops[i], stuck.state)}")
+    known = [i for i in stuck.candidates if ops[i].ret is not None]
+    lines += [f"  {format_op(ops[i], t0)}: {_why_not(ops[i], stuck.state)}" for i in known]
+    # Lost ops stay candidates to the end, so there can be many: a count says enough.
+    if unknown := len(stuck.candidates) - len(known):
+        lines.append(f"  nor any of {_count(unknown, 'op')} with an unknown outcome")
     return "\n".join(lines)
 
 
 def _why_not(op: Operation, state: Any) -> str:
     legal, _ = _step(state, op)
-    if op.ret is None:
-        return "its outcome is unknown, and taking effect here helps nothing"
     if legal:
         return "legal here, but no order of the remaining ops works after it"
     if op.kind == "read":

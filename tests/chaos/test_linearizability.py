@@ -246,6 +246,19 @@ def test_keys_are_checked_independently() -> None:
     assert report.startswith("key 'b' (3 ops): NOT linearizable\n")
 
 
+def test_a_long_explanation_shows_where_the_search_got_stuck() -> None:
+    writes = [write(0, v, 2 * v, 2 * v + 1) for v in range(1, 31)]
+    lost = write(1, 99, 0, None)
+    stale = read(2, 3, 100, 101)
+    explanation = assert_violation(check(*writes, lost, stale))
+    assert "30 of 32 ops, after which the register holds 30" in explanation
+    # The end of the prefix, not all of it.
+    assert "... 20 earlier ops" in explanation
+    assert format_op(writes[-1]) in explanation and format_op(writes[0]) not in explanation
+    assert f"{format_op(stale)}: it observed 3, but the register holds 30" in explanation
+    assert "nor any of 1 op with an unknown outcome" in explanation
+
+
 @pytest.mark.parametrize(
     "bad",
     [
