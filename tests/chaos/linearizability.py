@@ -4,7 +4,7 @@ registers, one register per key.
 A history is linearizable when every operation can be given a single instant between its
 call and its return at which it takes effect, such that, taken in that order, the
 operations are a legal run of a sequential register. Checking this is NP-complete in
-general, so the checker searches, but it keeps the search small in three ways:
+general, so the checker searches, and keeps the search small in three standard ways:
 
 - Per key (P-compositionality): a history is linearizable iff each key's sub-history is,
   so each key is checked on its own.
@@ -15,6 +15,8 @@ general, so the checker searches, but it keeps the search small in three ways:
 - Lowe's memoization: a configuration is the set of ops linearized so far (an int used as
   a bitset) together with the register's value. A configuration already explored cannot
   lead anywhere new, so it is skipped. This makes mostly-sequential histories linear.
+
+On top of these, a few prunings rest on how a register behaves (see `_Search`).
 
 An op whose outcome is unknown (``ret is None``: timed out, connection lost) may take
 effect at any instant after its call, or never. Its return is placed at +infinity, and the
@@ -143,6 +145,10 @@ def _validate(op: Operation) -> None:
         raise ValueError(f"returns before its call: {op}")
     if op.kind == "cas" and not (isinstance(op.value, tuple | list) and len(op.value) == 2):
         raise ValueError(f"a cas value must be a pair (expected, new): {op}")
+    try:
+        hash((tuple(op.value) if op.kind == "cas" else op.value, op.output))
+    except TypeError:
+        raise ValueError(f"values must be hashable: {op}") from None
 
 
 def _step(state: Any, op: Operation) -> tuple[bool, Any]:

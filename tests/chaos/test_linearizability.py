@@ -259,12 +259,21 @@ def test_a_long_explanation_shows_where_the_search_got_stuck() -> None:
     assert "nor any of 1 op with an unknown outcome" in explanation
 
 
+def test_summary_names_at_most_ten_keys() -> None:
+    history = [read(0, 1, 0, 1, key=f"k{i:02}") for i in range(12)]
+    history.append(write(0, 1, 0, 1, key="fine"))
+    expected = "13 keys, 13 ops: 12 keys NOT linearizable: "
+    expected += ", ".join(f"k{i:02}" for i in range(10)) + ", ... (2 more)"
+    assert summary(check_registers(history)) == expected
+
+
 @pytest.mark.parametrize(
     "bad",
     [
         Operation(0, "x", "delete", None, None, 0, 1),
         Operation(0, "x", "read", None, None, 2, 1),
         Operation(0, "x", "cas", 1, True, 0, 1),
+        Operation(0, "x", "write", [1, 2], None, 0, 1),
     ],
 )
 def test_malformed_operations_are_refused(bad: Operation) -> None:
@@ -275,7 +284,8 @@ def test_malformed_operations_are_refused(bad: Operation) -> None:
 def test_a_search_out_of_budget_reports_unknown() -> None:
     # 20 writes all concurrent, then a read of a value none of them wrote: the search has to
     # try every order of the writes (millions of configurations even with memoization).
-    # With no budget it stops at its first look at the clock, deterministically.
+    # With no budget it stops at its first look at the clock, which comes after a fixed
+    # number of steps: deterministic. The easy key needs fewer steps, so it still finishes.
     history = [write(c, c, 0, 10) for c in range(20)] + [read(20, 99, 11, 12)]
     history.append(write(0, 1, 0, 1, key="easy"))
     result = check_registers(history, budget_s=0)
@@ -448,11 +458,11 @@ def random_small_history(rng: random.Random) -> list[Operation]:
 def test_agrees_with_brute_force_on_small_random_histories() -> None:
     rng = random.Random(2024)
     verdicts = {True: 0, False: 0}
-    for _ in range(5000):
+    for _ in range(3000):
         history = random_small_history(rng)
         expected = brute_force(history)
         result = check_registers(history)
         assert result.ok is expected, "\n".join(map(format_op, history))
         verdicts[expected] += 1
     # Both verdicts must be common, or the comparison proves little.
-    assert min(verdicts.values()) > 1000, verdicts
+    assert min(verdicts.values()) > 600, verdicts
