@@ -19,10 +19,10 @@ general, so the checker searches, and keeps the search small in three standard w
 On top of these, a few prunings rest on how a register behaves (see `_Search`).
 
 An op whose outcome is unknown (``ret is None``: timed out, connection lost) may take
-effect at any instant after its call, or never. Its return is placed at +infinity, and the
-search succeeds as soon as every op with a known return is linearized: the indeterminate
-ops left over are the ones that never happened (or, equivalently, happened after
-everything else, where nothing can observe them).
+effect at any instant after its call, or never: its return is at +infinity. The search
+succeeds as soon as every op with a known return is linearized: the indeterminate ops left
+over are the ones that never happened (or, equivalently, happened after everything else,
+where nothing can observe them).
 """
 
 from __future__ import annotations
@@ -185,8 +185,10 @@ class _Stuck:
 
     prefix: list[int]  # the ops linearized, in order
     state: Any  # the register's value after them
-    candidates: list[int]  # the ops that could have come next, none of which worked
-    due: int  # the op whose return was reached: it had to take effect by then
+    candidates: list[int]  # the completed ops that could have come next; none worked
+    due: int  # the completed op that returned first: it had to take effect by then
+    linearized: int  # the prefix as a bitset and due's return time, to count the
+    horizon: float  # unknown-outcome ops that could have come next too
 
 
 @dataclass
@@ -196,13 +198,26 @@ class _Outcome:
     stuck: _Stuck | None
 
 
-def _events(ops: list[Operation]) -> _Event:
-    """The events of ``ops`` in time order between two sentinels; returns the head one."""
+@dataclass
+class _Frame:
+    """A configuration the search can leave in more than one way, and how far it got."""
+
+    candidates: list[tuple[int, Any]]  # the ops that may come next, with the state after each
+    due: _Event  # the first return still in the list
+    undo_to: int  # how many placements the configuration before this one had
+    tried: int = 0
+
+
+def _events(ops: list[Operation]) -> tuple[_Event, list[_Event | None]]:
+    """The calls and returns of the completed ops, in time order between two sentinels.
+    Returns the head sentinel and each op's call (None for an unknown outcome)."""
+    calls: list[_Event | None] = [None] * len(ops)
     events = []
     for i, op in enumerate(ops):
-        call = _Event(i, True, op.call)
-        call.match = _Event(i, False, math.inf if op.ret is None else op.ret)
-        events += [call, call.match]
+        if op.ret is not None:
+            call = calls[i] = _Event(i, True, op.call)
+            call.match = _Event(i, False, op.ret)
+            events += [call, call.match]
     # At equal times calls sort before returns: an op called at the very instant another
     # returns counts as concurrent with it. That only ever allows more orders, so a clock
     # too coarse to separate the two can never produce a false violation.
@@ -211,7 +226,7 @@ def _events(ops: list[Operation]) -> _Event:
     chain = [head, *events, tail]
     for before, after in zip(chain, chain[1:], strict=False):
         before.next, after.prev = after, before
-    return head
+    return head, calls
 
 
 def _lift(call: _Event) -> None:
@@ -241,8 +256,12 @@ _NO_RUN = object()
 class _Search:
     """Wing & Gong's backtracking search with Lowe's memoization, as a loop (no recursion).
 
-    Two more prunings keep it tractable; each only skips orders when, if any linearization
-    exists, one that the search does try exists too.
+    The completed ops are in the linked list of events: the ones that may come next are
+    those called before the first return still in it. The ops with an unknown outcome are
+    not: each may come next at any point after its call, so they are looked up instead,
+    by the value they write or expect, which keeps their cost from growing with their
+    number. On top of that, prunings that each only skip orders when, if a linearization
+    exists, one that the search does try exists too:
 
     Ops that never change the register (completed reads and failed cas): if one can take
     effect next, it is placed at once and no alternative is tried in its stead. In any
@@ -251,18 +270,17 @@ class _Search:
     first fails, everything fails, and the search backtracks past it. Without this, a key
     that many clients hammer at once has every interleaving of its reads and writes tried.
 
-    Ops with an unknown outcome: these pile up (each stays a candidate from its call to the
-    end), and trying each of them at every point explodes. But an unused one only widens
-    the choices later, so some linearization, if any exists, uses as few of them as possible
-    and places them as late as possible. In it, every run of consecutive unknown-outcome ops
-    is needed by the completed op right after the run: that op is illegal in the state
-    before the run. (Otherwise: a following write or swapping cas makes the run removable;
-    a following read or failed cas can move in front of the run.) Within a run, every op
-    changes the state, and only the first can be a write: a write later in the run would
-    make the ops before it removable. So an unknown-outcome op starts a run, or extends it
-    with a cas that swaps, and the run can only be closed by an op that needs it; a run is
-    only started towards a state that some op which can come next needs. The state before
-    the run is part of the configuration, so it is part of the memo key too.
+    Ops with an unknown outcome: trying each at every point explodes. But an unused one
+    only widens the choices later, so some linearization, if any exists, uses as few of
+    them as possible and places them as late as possible. In it, every run of consecutive
+    unknown-outcome ops is needed by the completed op right after the run: that op is
+    illegal in the state before the run. (Otherwise: a following write or swapping cas
+    makes the run removable; a following read or failed cas can move in front of the run.)
+    Within a run, every op changes the state, and only the first can be a write: a write
+    later in the run would make the ops before it removable. So an unknown-outcome op
+    starts a run, or extends it with a cas that swaps, and the run can only be closed by an
+    op that needs it; a run is only started towards a state that an op which can come next
+    needs. The state before the run is part of the configuration, so of the memo key too.
 
     Values that no op compares the register with: no op can tell them apart, so the memo
     takes them as one value, and of the unknown-outcome writes of such values that could
@@ -271,99 +289,112 @@ class _Search:
 
     def __init__(self, ops: list[Operation], initial: Any, deadline: float) -> None:
         self.ops = ops
-        self.head = _events(ops)
+        self.head, self.calls = _events(ops)
         self.deadline = deadline
         self.state = initial
         self.run_from = _NO_RUN  # the state before the current run of unknown-outcome ops
         self.linearized = 0  # bit i set: ops[i] is linearized
-        self.unplaced = sum(op.ret is not None for op in ops)  # known-outcome ops to place
+        self.unplaced = sum(op.ret is not None for op in ops)  # completed ops to place
         self.explored: set[tuple[int, Any, Any]] = set()
-        # The linearized calls in order, each with the state and run_from before it, and
-        # whether it was forced (no alternatives to try on backtracking).
-        self.placed: list[tuple[_Event, Any, Any, bool]] = []
+        self.placed: list[tuple[int, Any, Any]] = []  # ops in order, with state and run_from
         # The values some op compares the register with; see the class comment.
         self.observed = {op.output for op in ops if op.kind == "read"}
         self.observed |= {op.value[0] for op in ops if op.kind == "cas"}
-        # Outside a run: the states a run could usefully lead to (None: any other state),
-        # and the one unknown-outcome write of an unobserved value worth trying.
+        # The unknown-outcome ops, in call order: writes by value, cas by expected value.
+        lost = sorted((i for i, op in enumerate(ops) if op.ret is None), key=lambda i: ops[i].call)
+        self.lost_writes: dict[Any, list[int]] = {}
+        self.lost_cas: dict[Any, list[int]] = {}
+        for i in lost:
+            if ops[i].kind == "write":
+                self.lost_writes.setdefault(ops[i].value, []).append(i)
+            else:
+                self.lost_cas.setdefault(ops[i].value[0], []).append(i)
+        writes = [i for i in lost if ops[i].kind == "write"]
+        self.unobserved_writes = [i for i in writes if ops[i].value not in self.observed]
+        self.observed_writes = [i for i in writes if ops[i].value in self.observed]
+        # The writes a lost cas could swap on from: they can start a longer run.
+        self.chain_writes = [i for i in self.observed_writes if ops[i].value in self.lost_cas]
+        # Outside a run: the states a run could usefully lead to (None: any other state).
         self.wanted: set[Any] | None = set()
-        self.spare: _Event | None = None
         self.stuck: _Stuck | None = None
         self.steps = 0
 
     def run(self) -> _Outcome:
-        entry = self._start()  # None: the configuration is dead, backtrack
+        frames = [self._frame(undo_to=0)] if self._force() else []
         while self.unplaced:
+            if not frames:
+                return _Outcome(False, self.steps, self.stuck)
             self.steps += 1
             if self.steps % _CLOCK_EVERY == 0 and time.monotonic() >= self.deadline:
                 return _Outcome(None, self.steps, self.stuck)
-            if entry is None:
-                if not self.placed:
-                    return _Outcome(False, self.steps, self.stuck)
-                entry = self._backtrack()
-            elif entry.is_call:
-                after = self._next_state(entry)
-                if after is not _ILLEGAL and self._place(entry, after):
-                    entry = self._start()
-                else:
-                    entry = entry.next
+            frame = frames[-1]
+            if frame.tried == len(frame.candidates):
+                # Every way on from here failed: back to the configuration before.
+                self._note_stuck(frame.due)
+                frames.pop()
+                self._undo(frame.undo_to)
+                continue
+            op, after = frame.candidates[frame.tried]
+            frame.tried += 1
+            mark = len(self.placed)
+            if not self._place(op, after):
+                continue  # explored already
+            if self._force():
+                frames.append(self._frame(undo_to=mark))
             else:
-                # A return: its op had to take effect by now, and every call before it has
-                # been tried next without success. (The tail sentinel is never reached:
-                # while a known-outcome op is unplaced, its finite return comes first.)
-                self._note_stuck(entry)
-                entry = None
+                self._undo(mark)
         return _Outcome(True, self.steps, None)
 
-    def _next_state(self, call: _Event) -> Any:
-        """The state after ``call``'s op if the search may place it next, else _ILLEGAL."""
-        op = self.ops[call.op]
+    def _force(self) -> bool:
+        """Place the ops that are forced here; False if that reaches a configuration
+        explored before, which failed, so this one fails too."""
+        while (call := self._harmless_candidate()) is not None:
+            if not self._place(call.op, self.state):
+                return False
+        return True
+
+    def _harmless_candidate(self) -> _Event | None:
+        entry = self.head.next
+        while entry.is_call:
+            op = self.ops[entry.op]
+            harmless = op.kind == "read" or (op.kind == "cas" and not op.output)
+            if harmless and self._next_state(op) is not _ILLEGAL:
+                return entry
+            entry = entry.next
+        return None
+
+    def _frame(self, undo_to: int) -> _Frame:
+        """The choices at the current configuration."""
+        self._aim()
+        candidates = []
+        entry = self.head.next
+        while entry.is_call:
+            after = self._next_state(self.ops[entry.op])
+            if after is not _ILLEGAL:
+                candidates.append((entry.op, after))
+            entry = entry.next
+        # entry is the first return now: only ops called before it can come next.
+        candidates += self._lost_candidates(horizon=entry.time)
+        return _Frame(candidates, entry, undo_to)
+
+    def _next_state(self, op: Operation) -> Any:
+        """The state after a completed op if it may come next, else _ILLEGAL."""
         legal, after = _step(self.state, op)
-        if not legal:
-            return _ILLEGAL
-        if op.ret is None:
-            if self._alike(after) == self._alike(self.state):
-                return _ILLEGAL  # no effect that any op could tell: never needed
-            if self.run_from is not _NO_RUN:
-                return _ILLEGAL if op.kind == "write" else after
-            if self.wanted is not None:
-                return after if after in self.wanted else _ILLEGAL
-            if op.kind == "write" and after not in self.observed and call is not self.spare:
-                return _ILLEGAL
-            return after
-        if self.run_from is not _NO_RUN and _step(self.run_from, op)[0]:
-            return _ILLEGAL  # it does not need the run before it
+        if not legal or (self.run_from is not _NO_RUN and _step(self.run_from, op)[0]):
+            return _ILLEGAL  # illegal, or it does not need the run before it
         return after
 
-    def _start(self) -> _Event | None:
-        """At a new configuration: place whatever is forced, then walk from the head."""
-        while self.unplaced:
-            call = self._harmless_candidate()
-            if call is None:
-                break
-            if not self._place(call, self.state, forced=True):
-                return None  # explored before, and it failed: so does this configuration
-        self._aim()
-        return self.head.next
-
     def _aim(self) -> None:
-        """Work out which states a run starting here could usefully lead to. The run has
-        to be closed by a completed op that can come next but is illegal now, so it must
-        end in a state that op wants; or it goes on through a cas expecting its state."""
+        """Work out which states a run starting here could usefully lead to: the states
+        wanted by the completed ops that can come next but are illegal now."""
         if self.run_from is not _NO_RUN:
             return
         wanted = set()
         anything = False  # a failed cas is blocked by this state: any change helps
-        self.spare = None
         entry = self.head.next
         while entry.is_call:
             op = self.ops[entry.op]
-            if op.ret is None:
-                if op.kind == "cas":
-                    wanted.add(op.value[0])
-                elif self.spare is None and op.value not in self.observed:
-                    self.spare = entry
-            elif not _step(self.state, op)[0]:
+            if not _step(self.state, op)[0]:
                 if op.kind == "read":
                     wanted.add(op.output)
                 elif op.output:
@@ -373,49 +404,63 @@ class _Search:
             entry = entry.next
         self.wanted = None if anything else wanted
 
+    def _lost_candidates(self, horizon: float) -> list[tuple[int, Any]]:
+        """The unknown-outcome ops called by ``horizon`` worth trying next."""
+
+        def available(i: int) -> bool:
+            return self.ops[i].call <= horizon and not self.linearized >> i & 1
+
+        options = list(self.lost_cas.get(self.state, ()))  # these would swap
+        if self.run_from is _NO_RUN and self.wanted is None:
+            options += self.observed_writes
+            spare = next((i for i in self.unobserved_writes if available(i)), None)
+            options += [] if spare is None else [spare]
+        elif self.run_from is _NO_RUN:
+            options += [i for value in self.wanted for i in self.lost_writes.get(value, ())]
+            options += self.chain_writes
+        found = []
+        for i in sorted(set(options)):
+            after = _step(self.state, self.ops[i])[1]
+            if not available(i) or self._alike(after) == self._alike(self.state):
+                continue  # not called yet, used already, or no effect any op could tell
+            # Starting a run: it must lead where an op wants, or on to a cas.
+            if self.run_from is _NO_RUN and self.wanted is not None:
+                onward = any(available(j) for j in self.lost_cas.get(after, ()))
+                if after not in self.wanted and not onward:
+                    continue
+            found.append((i, after))
+        return found
+
     def _alike(self, value: Any) -> Any:
         return value if value in self.observed else _UNOBSERVED
 
-    def _harmless_candidate(self) -> _Event | None:
-        entry = self.head.next
-        while entry.is_call:
-            op = self.ops[entry.op]
-            harmless = op.kind == "read" or (op.kind == "cas" and not op.output)
-            if op.ret is not None and harmless and self._next_state(entry) is not _ILLEGAL:
-                return entry
-            entry = entry.next
-        return None
-
-    def _place(self, call: _Event, after: Any, forced: bool = False) -> bool:
-        """Linearize ``call``'s op next, unless that configuration was explored already."""
-        known = self.ops[call.op].ret is not None
+    def _place(self, i: int, after: Any) -> bool:
+        """Linearize ``ops[i]`` next, unless that configuration was explored already."""
+        known = self.ops[i].ret is not None
         run_from = _NO_RUN
         if not known:  # a run of unknown-outcome ops starts, or goes on
             run_from = self.state if self.run_from is _NO_RUN else self.run_from
-        bits = self.linearized | 1 << call.op
+        bits = self.linearized | 1 << i
         alike_run_from = run_from if run_from is _NO_RUN else self._alike(run_from)
         configuration = (bits, self._alike(after), alike_run_from)
         if configuration in self.explored:
             return False
         self.explored.add(configuration)
-        self.placed.append((call, self.state, self.run_from, forced))
+        self.placed.append((i, self.state, self.run_from))
         self.state, self.run_from, self.linearized = after, run_from, bits
-        self.unplaced -= known
-        _lift(call)
+        if known:
+            self.unplaced -= 1
+            _lift(self.calls[i])
         return True
 
-    def _backtrack(self) -> _Event | None:
-        """Undo placements up to and including the last free choice, and return the entry
-        to try instead of it; None if no free choice was left to undo."""
-        while self.placed:
-            call, self.state, self.run_from, forced = self.placed.pop()
-            self.linearized &= ~(1 << call.op)
-            self.unplaced += self.ops[call.op].ret is not None
-            _unlift(call)
-            if not forced:
-                self._aim()
-                return call.next
-        return None
+    def _undo(self, keep: int) -> None:
+        """Take back the placements after the first ``keep``, latest first."""
+        while len(self.placed) > keep:
+            i, self.state, self.run_from = self.placed.pop()
+            self.linearized &= ~(1 << i)
+            if self.ops[i].ret is not None:
+                self.unplaced += 1
+                _unlift(self.calls[i])
 
     def _note_stuck(self, due: _Event) -> None:
         # Mid-run, the candidates are judged against two states: too confusing to report.
@@ -429,10 +474,12 @@ class _Search:
             candidates.append(entry.op)
             entry = entry.next
         self.stuck = _Stuck(
-            prefix=[call.op for call, _, _, _ in self.placed],
+            prefix=[i for i, _, _ in self.placed],
             state=self.state,
             candidates=candidates,
             due=due.op,
+            linearized=self.linearized,
+            horizon=due.time,
         )
 
 
@@ -474,10 +521,15 @@ def _explain(ops: list[Operation], stuck: _Stuck, initial: Any) -> str:
         f"nothing can come next, yet {format_op(ops[stuck.due], t0)} "
         "must take effect before it returns:"
     )
-    known = [i for i in stuck.candidates if ops[i].ret is not None]
-    lines += [f"  {format_op(ops[i], t0)}: {_why_not(ops[i], stuck.state)}" for i in known]
+    lines += [
+        f"  {format_op(ops[i], t0)}: {_why_not(ops[i], stuck.state)}" for i in stuck.candidates
+    ]
     # Lost ops stay candidates to the end, so there can be many: a count says enough.
-    if unknown := len(stuck.candidates) - len(known):
+    unknown = sum(
+        op.ret is None and op.call <= stuck.horizon and not stuck.linearized >> i & 1
+        for i, op in enumerate(ops)
+    )
+    if unknown:
         lines.append(f"  nor any of {_count(unknown, 'op')} with an unknown outcome")
     return "\n".join(lines)
 
