@@ -187,8 +187,9 @@ class _Stuck:
     state: Any  # the register's value after them
     candidates: list[int]  # the completed ops that could have come next; none worked
     due: int  # the completed op that returned first: it had to take effect by then
-    linearized: int  # the prefix as a bitset and due's return time, to count the
-    horizon: float  # unknown-outcome ops that could have come next too
+    # With these two, the report counts the unknown-outcome ops that could come next too.
+    linearized: int  # the prefix as a bitset
+    horizon: float  # due's return time
 
 
 @dataclass
