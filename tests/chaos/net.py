@@ -83,6 +83,7 @@ class Network:
         _run("ip", "netns", "add", ns)
         self._made.append(ns)
         _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        self._made.append(f"veth:{veth}")
         _run("ip", "link", "set", veth, "master", self.bridge)
         _run("ip", "link", "set", veth, "up")
         _run("ip", "-n", ns, "addr", "add", f"{self.addrs[i]}/24", "dev", "eth0")
@@ -100,11 +101,16 @@ class Network:
             )  # fmt: skip
 
     def destroy(self) -> None:
-        """Remove everything this network made (namespaces take their veths
-        and rules with them)."""
+        """Remove everything this network made (namespaces take their rules
+        with them)."""
+        # Deleting a namespace frees its end of a veth pair only later, in the
+        # kernel's own time; deleting the pair by its host end is immediate,
+        # so that the same names can be made again at once.
         for name in reversed(self._made):
             if name == "bridge":
                 _run("ip", "link", "del", self.bridge, check=False)
+            elif name.startswith("veth:"):
+                _run("ip", "link", "del", name.removeprefix("veth:"), check=False)
             else:
                 _run("ip", "netns", "del", name, check=False)
         self._made.clear()
