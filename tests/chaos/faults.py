@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import requests
@@ -31,7 +32,8 @@ class Fault:
     def step(self) -> None:
         """Called every ~0.2 s while the fault is held (flapping uses it)."""
 
-    def end(self) -> None:
+    def end(self) -> str | None:
+        """Undo the fault; may say what was seen while it was held."""
         raise NotImplementedError
 
     def usable(self) -> bool:
@@ -222,23 +224,71 @@ def _is_member(cluster: ChaosCluster, node: ChaosNode) -> bool:
 
 
 class DiskFull(Fault):
-    """Fill the small disk of the node whose data lives on a tmpfs."""
+    """Fill the small disk of the node whose data lives on a tmpfs, and
+    watch what the node says and does while it is full."""
 
     def __init__(self) -> None:
         super().__init__("disk-full")
+        self.began = 0.0
+        self.noticed_after: float | None = None
+        self.write_answers: Counter[str] = Counter()
 
     def usable(self) -> bool:
         return self.c.disk_node is not None
 
-    def begin(self) -> str:
-        node = self.c.disk_node
-        assert node is not None
-        written = node.fill_disk()
-        return f"fill {node.node_id}'s disk ({written >> 20} MB of filler)"
-
-    def end(self) -> None:
+    @property
+    def node(self) -> ChaosNode:
         assert self.c.disk_node is not None
-        self.c.disk_node.free_disk()
+        return self.c.disk_node
+
+    def begin(self) -> str:
+        how = ""
+        leader = self.c.leader()
+        if leader is not None and leader is not self.node and self.rng.random() < 0.5:
+            # Half the time the full disk is the leader's.
+            try:
+                r = leader.post("/leader?wait", json={"id": self.node.node_id}, timeout=10)
+                how = f", after moving leadership to it: {r.status_code}"
+            except requests.RequestException as e:
+                how = f", after trying to move leadership to it: {type(e).__name__}"
+        written = self.node.fill_disk()
+        self.began = time.monotonic()
+        return f"fill {self.node.node_id}'s disk ({written >> 20} MB of filler){how}"
+
+    def step(self) -> None:
+        """Write through the full node itself: it must answer (a success
+        forwarded to a healthy leader, or a clean error), never hang."""
+        if self.noticed_after is None:
+            status = self.node.status()
+            if status is not None and status["store"].get("disk_error"):
+                self.noticed_after = time.monotonic() - self.began
+        try:
+            r = self.node.post(
+                "/db/execute",
+                json=[["INSERT INTO items(v) VALUES(?)", -self.rng.randrange(1, 1 << 40)]],
+                timeout=8,
+            )
+            self.write_answers[f"{r.status_code} {_error_of(r)}".strip()] += 1
+        except requests.RequestException as e:
+            self.write_answers[type(e).__name__] += 1
+
+    def end(self) -> str:
+        self.node.free_disk()
+        noticed = (
+            f"noticed after {self.noticed_after:.1f} s"
+            if self.noticed_after is not None
+            else "never stalled (its writes fitted in space it already had)"
+        )
+        answers = ", ".join(f"{k}: {n}" for k, n in sorted(self.write_answers.items()))
+        return f"{self.node.node_id} {noticed}; writes to it answered {answers or 'nothing'}"
+
+
+def _error_of(r: requests.Response) -> str:
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text.strip()[:60]
+    return str(body.get("error", "")) if isinstance(body, dict) else ""
 
 
 ALL_FAULTS = (

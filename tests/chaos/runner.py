@@ -200,7 +200,10 @@ class Runner:
                 self._watch_exits()
                 time.sleep(0.2)  # the fault's hold time: pacing, not waiting for a result
             try:
-                fault.end()
+                seen = fault.end()
+                if seen:
+                    self.report.fault_log.append(f"          {fault.name}: {seen}")
+                    cfg.log(f"          {fault.name}: {seen}")
             except Exception as e:  # noqa: BLE001
                 self.liveness.append(f"{fault.name}: could not undo ({type(e).__name__}: {e})")
             self.report.fault_seconds += time.monotonic() - began
