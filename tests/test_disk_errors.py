@@ -281,15 +281,20 @@ def test_rebuild_starts_from_the_snapshot(machine: fsm.StateMachine, tmp_path: P
     assert not (tmp_path / "db.sqlite.rebuild").exists()
 
 
-def test_the_last_piece_of_a_load_is_retried_without_losing_the_load(
-    machine: fsm.StateMachine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def load_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load_id: bytes) -> list[bytes]:
+    """The log entries' data of a /db/load of a 50 kB database, in 16 kB pieces."""
     src = db.Database(str(tmp_path / "src.sqlite"))
     src.writer.execute("CREATE TABLE loaded(x); INSERT INTO loaded VALUES(zeroblob(50000))")
     src.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     src.close()
     monkeypatch.setattr(command, "LOAD_CHUNK_BYTES", 16384)
-    chunks = command.encode_load_chunks((tmp_path / "src.sqlite").read_bytes(), b"c" * 16)
+    return command.encode_load_chunks((tmp_path / "src.sqlite").read_bytes(), load_id)
+
+
+def test_the_last_piece_of_a_load_is_retried_without_losing_the_load(
+    machine: fsm.StateMachine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunks = load_pieces(tmp_path, monkeypatch, b"c" * 16)
     assert len(chunks) > 2
     machine.apply([entry(i + 2, c) for i, c in enumerate(chunks[:-1])])
     last = entry(len(chunks) + 1, chunks[-1])
@@ -307,12 +312,7 @@ def test_the_last_piece_of_a_load_is_retried_without_losing_the_load(
 def test_a_piece_of_a_load_that_cannot_be_staged_is_written_again_at_its_offset(
     machine: fsm.StateMachine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = db.Database(str(tmp_path / "src.sqlite"))
-    src.writer.execute("CREATE TABLE loaded(x); INSERT INTO loaded VALUES(zeroblob(50000))")
-    src.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    src.close()
-    monkeypatch.setattr(command, "LOAD_CHUNK_BYTES", 16384)
-    chunks = command.encode_load_chunks((tmp_path / "src.sqlite").read_bytes(), b"d" * 16)
+    chunks = load_pieces(tmp_path, monkeypatch, b"d" * 16)
     machine.apply([entry(2, chunks[0])])
     real_open = open
 

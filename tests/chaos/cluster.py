@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from tests.chaos.net import Network
-from tests.system.node import ROOT, free_port, wait_for
+from tests.system.node import ROOT, free_port, stop_process, wait_for
 
 NODE_FLAGS = (
     "-raft-heartbeat-timeout", "500ms",
@@ -111,15 +111,9 @@ class ChaosNode:
 
     def stop(self) -> None:
         self.resume()
-        if self.alive():
-            assert self.proc is not None
+        if self.proc is not None:
             self.expected_down = True
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            stop_process(self.proc)
 
     def wipe(self) -> None:
         """Forget everything on disk (the tmpfs mount itself stays)."""
@@ -261,9 +255,6 @@ class ChaosCluster:
 
         wait_for("a leader", one, timeout_s)
         return found[-1]
-
-    def by_id(self, node_id: str) -> ChaosNode:
-        return next(n for n in self.nodes if n.node_id == node_id)
 
     def destroy(self) -> None:
         for n in self.nodes:

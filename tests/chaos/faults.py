@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
@@ -48,40 +49,30 @@ class Fault:
         return self.rng.choice([n for n in self.c.voters if n.alive()])
 
 
-class Kill(Fault):
-    """kill -9 a node (the leader, or any voter), restart it after the hold."""
+class OnProcess(Fault):
+    """Do something to one node's process (the leader's, or any voter's) and
+    undo it after the hold: kill -9 then restart, or SIGSTOP then SIGCONT
+    (held longer than the election timeout)."""
 
-    def __init__(self, leader: bool) -> None:
-        super().__init__("kill-leader" if leader else "kill")
+    ACTIONS: dict[str, tuple[str, Callable[[ChaosNode], None], Callable[[ChaosNode], None]]] = {
+        "kill": ("kill -9", ChaosNode.kill, ChaosNode.start),
+        "pause": ("SIGSTOP", ChaosNode.pause, ChaosNode.resume),
+    }
+
+    def __init__(self, action: str, leader: bool) -> None:
+        super().__init__(f"{action}-leader" if leader else action)
+        self.verb, self.do, self.undo = self.ACTIONS[action]
         self.leader = leader
         self.victim: ChaosNode | None = None
 
     def begin(self) -> str:
         self.victim = self.leader_or_random(self.leader)
-        self.victim.kill()
-        return f"kill -9 {self.victim.node_id}"
+        self.do(self.victim)
+        return f"{self.verb} {self.victim.node_id}"
 
     def end(self) -> None:
         assert self.victim is not None
-        self.victim.start()
-
-
-class Pause(Fault):
-    """SIGSTOP a node for longer than the election timeout, then SIGCONT."""
-
-    def __init__(self, leader: bool) -> None:
-        super().__init__("pause-leader" if leader else "pause")
-        self.leader = leader
-        self.victim: ChaosNode | None = None
-
-    def begin(self) -> str:
-        self.victim = self.leader_or_random(self.leader)
-        self.victim.pause()
-        return f"SIGSTOP {self.victim.node_id}"
-
-    def end(self) -> None:
-        assert self.victim is not None
-        self.victim.resume()
+        self.undo(self.victim)
 
 
 class Partition(Fault):
@@ -308,10 +299,9 @@ ALL_FAULTS = (
 
 def make_fault(name: str, cluster: ChaosCluster, rng: random.Random) -> Fault:
     fault: Fault
-    if name in ("kill", "kill-leader"):
-        fault = Kill(leader=name == "kill-leader")
-    elif name in ("pause", "pause-leader"):
-        fault = Pause(leader=name == "pause-leader")
+    action, _, target = name.partition("-")
+    if action in OnProcess.ACTIONS and target in ("", "leader"):
+        fault = OnProcess(action, leader=target == "leader")
     elif name.startswith("partition-"):
         fault = Partition(name.removeprefix("partition-"))
     elif name == "transfer":

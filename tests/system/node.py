@@ -40,6 +40,17 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 20.0) -> N
     raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and kill -9 if it is not gone within 15 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 class Node:
     def __init__(self, data_dir: Path, *extra: str, node_id: str = "n1") -> None:
         self.data_dir = data_dir
@@ -108,13 +119,8 @@ class Node:
         return self.proc.wait(timeout_s)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc)
 
     # -- HTTP helpers -----------------------------------------------------------
     def get(self, path: str, **kw: Any) -> requests.Response:
