@@ -142,6 +142,7 @@ class HttpServer:
             access_log=False,
             log_level="warning",
             server_header=False,
+            proxy_headers=False,
             headers=[("Server", "rqlite-py")],
             timeout_keep_alive=KEEP_ALIVE_S,
             timeout_graceful_shutdown=shutdown_timeout_s,
