@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import apsw
 
-from .disk import guarded
+from .disk import DiskError, guarded
 from .raft.storage import CompactedError
 from .raft.types import (
     ConfState,
@@ -58,6 +58,7 @@ class LogStore:
         meta = dict(self._db.execute("SELECT key, value FROM meta"))
         hs = json.loads(meta.get("hard_state", '{"term":0,"vote":"","commit":0}'))
         self._hard = HardState(Term(hs["term"]), NodeId(hs["vote"]), Index(hs["commit"]))
+        self._hard_unsaved = False  # _hard's commit index is newer than the file's
         self._snap = _decode_snap(meta.get("snapshot"))
         fp = json.loads(meta.get("db_fingerprint", "null"))
         self._fingerprint: tuple[int, int, int] | None = tuple(fp) if fp else None  # type: ignore[assignment]
@@ -69,6 +70,9 @@ class LogStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._hard_unsaved:
+                with contextlib.suppress(DiskError, apsw.Error), self._transaction():
+                    self._put_hard_state(self._hard)
             self._db.close()
 
     def is_empty(self) -> bool:
@@ -142,6 +146,17 @@ class LogStore:
         rolled back and what this object reports stays as it was."""
         if not entries and hard_state is None:
             return
+        if (
+            not entries
+            and hard_state is not None
+            and (hard_state.term, hard_state.vote) == (self._hard.term, self._hard.vote)
+        ):
+            # Only the commit index moved. Raft keeps it volatile (a restarted
+            # node learns it again), and an fsync for it alone would sit on the
+            # path of every write: it is written with the next save, or at close.
+            self._hard = hard_state
+            self._hard_unsaved = True
+            return
         with self._lock, guarded(), self._transaction():
             if entries:
                 first = entries[0].index
@@ -155,11 +170,8 @@ class LogStore:
                     "INSERT INTO log(idx, term, type, data) VALUES(?,?,?,?)",
                     [(e.index, e.term, e.type.value, e.data) for e in entries],
                 )
-            if hard_state is not None:
-                self._put(
-                    "hard_state",
-                    {"term": hard_state.term, "vote": hard_state.vote, "commit": hard_state.commit},
-                )
+            if hard_state is not None or self._hard_unsaved:
+                self._put_hard_state(hard_state or self._hard)
         if entries:
             self._last = entries[-1].index
             for e in entries:
@@ -168,6 +180,7 @@ class LogStore:
                 self._cache.popitem(last=False)
         if hard_state is not None:
             self._hard = hard_state
+        self._hard_unsaved = False
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -219,15 +232,19 @@ class LogStore:
             self._db.execute("DELETE FROM log")
             self._put("base", [meta.index, meta.term])
             self._put("snapshot", _encode_snap(meta))
-            self._put("hard_state", {"term": hs.term, "vote": hs.vote, "commit": hs.commit})
+            self._put_hard_state(hs)
         self._cache.clear()
         self._base_index, self._base_term = meta.index, meta.term
         self._last = meta.index
         self._snap = meta
         self._hard = hs
+        self._hard_unsaved = False
 
     def bootstrap(self, entry: Entry, hard_state: HardState) -> None:
         self.save((entry,), hard_state)
+
+    def _put_hard_state(self, hs: HardState) -> None:
+        self._put("hard_state", {"term": hs.term, "vote": hs.vote, "commit": hs.commit})
 
     def _put(self, key: str, value: object) -> None:
         self._db.execute(
