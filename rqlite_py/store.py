@@ -603,16 +603,26 @@ class Store:
 
     # -- writes -----------------------------------------------------------------
     def execute(self, statements: Sequence[Statement], opts: SqlOptions) -> Response:
+        begun = self.begin_execute(statements, opts)
+        return begun if isinstance(begun, Response) else begun.wait()
+
+    def begin_execute(
+        self, statements: Sequence[Statement], opts: SqlOptions
+    ) -> Response | Proposal:
+        """Propose a write and return without waiting for it (or its
+        Response at once, when there is nothing to write)."""
         stmts = self._prepare(statements, opts, rewrite=True)
         if not stmts:
             return Response()
-        return self._through_log(Kind.EXECUTE, stmts, opts)
+        return self._propose(Kind.EXECUTE, stmts, opts)
 
     def _through_log(self, kind: Kind, stmts: list[Statement], opts: SqlOptions) -> Response:
+        return self._propose(kind, stmts, opts).wait()
+
+    def _propose(self, kind: Kind, stmts: list[Statement], opts: SqlOptions) -> Proposal:
         self._require_leader()
         cmd = Command(kind, tuple(stmts), opts.transaction, self._step_budget(opts))
-        index, results = self._wait(self.driver.propose(command.encode(cmd)))
-        return Response(results=results, raft_index=index)
+        return Proposal(self, self.driver.propose(command.encode(cmd)))
 
     def _step_budget(self, opts: SqlOptions) -> int:
         return int(opts.db_timeout_s * STEPS_PER_SECOND) if opts.db_timeout_s > 0 else 0
@@ -732,7 +742,7 @@ class Store:
 
     def _wait(self, fut: Future[T], timeout_s: float | None = None) -> T:
         try:
-            return fut.result(timeout=timeout_s or self.cfg.apply_timeout_s)
+            return fut.result(timeout=self.cfg.apply_timeout_s if timeout_s is None else timeout_s)
         except FutureTimeout as e:
             raise StoreError("timeout waiting for the Raft log to apply") from e
         except LeadershipLostError as e:
@@ -744,3 +754,25 @@ class Store:
             if e.leader:
                 raise NotLeaderHere(e.leader) from e
             raise LeaderNotFoundError() from e
+
+
+class Proposal:
+    """A write in the log, not yet known to be applied. `wait` blocks for
+    its Response; an event loop can instead wait for `future` and then call
+    `response`, with no thread blocked meanwhile."""
+
+    def __init__(self, store: Store, future: Future[tuple[int, list[Result]]]) -> None:
+        self.store = store
+        self.future = future
+        self.timeout_s = store.cfg.apply_timeout_s
+
+    def wait(self) -> Response:
+        return self._response(self.timeout_s)
+
+    def response(self) -> Response:
+        """The outcome now: a timeout error if the entry is not applied yet."""
+        return self._response(0.0)
+
+    def _response(self, timeout_s: float) -> Response:
+        index, results = self.store._wait(self.future, timeout_s)
+        return Response(results=results, raft_index=index)

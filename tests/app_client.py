@@ -1,9 +1,14 @@
 """Calls the HTTP application directly, without a server: requests in,
-replies out, as the server would pass them (tests of the handlers)."""
+replies out, as the server would pass them (tests of the handlers).
+
+With `via_loop`, a request takes the path the server gives it on its event
+loop first (App.begin, then App.finish or App.error_reply once the write's
+future is done), as http/server.py does; the others go to App.handle."""
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +36,9 @@ class TestReply:
 
 
 class AppClient:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, *, via_loop: bool = False) -> None:
         self.app = app
+        self.via_loop = via_loop
 
     def open(
         self,
@@ -47,7 +53,16 @@ class AppClient:
         if content_type:
             hdrs["content-type"] = content_type
         body = data.encode() if isinstance(data, str) else data
-        reply = self.app.handle(Request(method, path, query, hdrs, body))
+        req = Request(method, path, query, hdrs, body)
+        begun = self.app.begin(req) if self.via_loop else None
+        if begun is None:
+            reply = self.app.handle(req)
+        else:
+            wait([begun.proposal.future], timeout=begun.proposal.timeout_s)
+            try:
+                reply = self.app.finish(begun)
+            except Exception as e:
+                reply = self.app.error_reply(e, req)
         out = reply.body if isinstance(reply.body, bytes) else b"".join(reply.body)
         got = CaseInsensitiveDict(dict(reply.headers))
         if reply.content_type:

@@ -40,9 +40,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
-@pytest.fixture
-def client(store: Store) -> AppClient:
-    return AppClient(create_app(store, max_body_bytes=1 << 16))
+@pytest.fixture(params=["worker", "loop"])
+def client(store: Store, request: pytest.FixtureRequest) -> AppClient:
+    """Every test twice: through App.handle, and through the event loop's
+    path for a leader's writes (App.begin/finish)."""
+    app = create_app(store, max_body_bytes=1 << 16)
+    return AppClient(app, via_loop=request.param == "loop")
 
 
 def ex(client: AppClient, body: object, qs: str = "") -> bytes:
@@ -441,3 +444,21 @@ def test_a_full_disk_answers_writes_at_once_and_recovers_by_itself(
         b'"values":[[5],[100000],[5]]}]}'
     )
     assert foo.get("/readyz").status_code == 200
+
+
+def test_only_a_leaders_plain_write_begins_on_the_event_loop(store: Store) -> None:
+    from rqlite_py.http.messages import Request
+
+    app = create_app(store)
+    body = json.dumps(["CREATE TABLE t (x)"]).encode()
+    begun = app.begin(Request("POST", "/db/execute", "", {}, body))
+    assert begun is not None
+    begun.proposal.future.result(timeout=10)
+    assert app.finish(begun).body == b'{"results":[{}]}'
+    for req in (
+        Request("POST", "/db/execute", "queue", {}, body),
+        Request("POST", "/db/query", "", {}, json.dumps(["SELECT 1"]).encode()),
+        Request("GET", "/db/execute", "q=SELECT%201"),
+        Request("POST", "/db/execute", "", {}, b"not json"),  # the worker answers the 400
+    ):
+        assert app.begin(req) is None, req

@@ -44,6 +44,22 @@ class App:
         reply.headers.extend(self._common)
         return reply
 
+    def begin(self, req: Request) -> db_api.Begun | None:
+        """Called on the event loop: a leader's POST /db/execute proposed
+        without a worker thread, or None (then `handle` on a worker)."""
+        if req.path != "/db/execute" or len(req.body) > self.ctx.max_body_bytes:
+            return None
+        req.endpoint = "execute"
+        return db_api.begin_execute(self.ctx, req)
+
+    def finish(self, begun: db_api.Begun) -> Reply:
+        """The reply to a begun write whose future is done. Raises what the
+        write failed with: the caller maps it on a worker (`error_reply`),
+        since a lost leadership may mean forwarding."""
+        reply = begun.finish()
+        reply.headers.extend(self._common)
+        return reply
+
     def error_reply(self, e: Exception, req: Request) -> Reply:
         """The reply to a request the server refused before it was whole."""
         reply = errors.to_reply(e, self.ctx, req)

@@ -6,13 +6,14 @@ import os
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from .. import sql
 from ..command import Statement
 from ..disk import guarded
 from ..results import Response as DbResponse
-from ..store import Level, ReadOptions, SqlOptions
+from ..store import Level, Proposal, ReadOptions, SqlOptions
 from . import body, params
 from .encoding import encode_response
 from .messages import Reply, Request
@@ -77,6 +78,38 @@ def execute(ctx: Context, req: Request) -> Reply:
         raise ParamError("queued writes (queue) are not supported yet")
     stmts = _statements(req, p, allow_text=True)
     return _reply(ctx, ctx.store.execute(stmts, _sql_options(p)), p, start)
+
+
+@dataclass
+class Begun:
+    """A leader's write proposed from the event loop: once `proposal.future`
+    is done, `finish()` builds the reply without blocking."""
+
+    proposal: Proposal
+    finish: Callable[[], Reply]
+
+
+def begin_execute(ctx: Context, req: Request) -> Begun | None:
+    """The common write, started on the event loop with no worker thread:
+    POST /db/execute on the leader, no queue. None when the request needs
+    the full handler (on a worker): anything else, or any error on the way,
+    which the handler then meets and answers again."""
+    store = ctx.store
+    if req.method != "POST" or not store.is_leader():
+        return None
+    start = time.perf_counter()
+    try:
+        p = params.parse(req.args)
+        if p.queue:
+            return None
+        begun = store.begin_execute(_statements(req, p, allow_text=True), _sql_options(p))
+    except Exception:
+        return None
+    if isinstance(begun, DbResponse):
+        return None  # nothing to write: cheap either way
+    ctx.stats.incr("requests.execute")
+    proposal = begun
+    return Begun(proposal, lambda: _reply(ctx, proposal.response(), p, start))
 
 
 def query(ctx: Context, req: Request) -> Reply:

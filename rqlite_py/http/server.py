@@ -7,15 +7,19 @@ and raw WSGI on waitress 4,800, while uvicorn with a thread-pool hop per
 request served 18,600. Every write and read pays this cost, so it bounds
 everything else.
 
-The event loop only moves bytes: each request is read whole (up to the
+The event loop mostly moves bytes: each request is read whole (up to the
 body limit), handed to a worker thread (App.handle blocks while a write goes
 through the log), and its reply is written back; a streamed reply (backup)
-is pulled chunk by chunk on a worker thread too.
+is pulled chunk by chunk on a worker thread too. The one exception is the
+commonest request, a write on the leader: it is proposed from the loop and
+its future awaited there (App.begin/finish), which saves two thread
+hand-overs per write (about 300 us at one client, traced).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -64,8 +68,23 @@ class Asgi:
         except ConnectionError:
             return
         else:
-            reply = await loop.run_in_executor(self.workers, self.app.handle, req)
+            begun = self.app.begin(req)
+            if begun is None:
+                reply = await loop.run_in_executor(self.workers, self.app.handle, req)
+            else:
+                reply = await self._finish(begun, req, loop)
         await self._send(reply, send, loop)
+
+    async def _finish(self, begun: Any, req: Request, loop: asyncio.AbstractEventLoop) -> Reply:
+        """Wait for a write begun on the loop (no thread blocked meanwhile);
+        shielded, so that a timeout never cancels the Raft loop's future."""
+        waiting = asyncio.wrap_future(begun.proposal.future)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(waiting), begun.proposal.timeout_s)
+        try:
+            return self.app.finish(begun)
+        except Exception as e:
+            return await loop.run_in_executor(self.workers, self.app.error_reply, e, req)
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limit = self.app.max_body_bytes
