@@ -17,7 +17,7 @@ from ..results import Response as DbResponse
 from ..store import Level, ReadOptions, SqlOptions, Store
 from . import body, params
 from .encoding import encode_response, go_json
-from .params import ParamError, QueryParams
+from .params import QueryParams
 from .responses import JSON
 
 bp = Blueprint("db", __name__)
@@ -84,7 +84,14 @@ def execute() -> Response:
     start = time.perf_counter()
     p = _params()
     if p.queue:
-        raise ParamError("queued writes (queue) are not supported yet")
+        seq = _store().queue_write(
+            body.parse_queued(request.get_data()),
+            _sql_options(p),
+            wait=p.wait,
+            timeout_s=p.timeout_s,
+            noleader=p.noleader,
+        )
+        return _reply(DbResponse(sequence_number=seq), p, start)
     stmts = _statements(p, allow_text=True)
     return _reply(_store().execute(stmts, _sql_options(p)), p, start)
 

@@ -1,10 +1,10 @@
 """The one place where exceptions become rqlite responses (API.md §a.5).
 
 Request-level errors that rqlite reports inside a 200 JSON body stay 200;
-malformed requests are 400 plain text; no leader is 503; a disk that fails
-(full, I/O error) is 503 with rqlite's JSON error body (docs/extensions.md);
-everything else unexpected is a 500 that names the error and leaves the node
-serving.
+malformed requests are 400 plain text; no leader is 503; a queued write's
+`wait` that runs out of time is 408; a disk that fails (full, I/O error) is
+503 with rqlite's JSON error body (docs/extensions.md); everything else
+unexpected is a 500 that names the error and leaves the node serving.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from ..driver import ShutdownError
 from ..store import (
     InvalidSQLiteError,
     LeaderNotFoundError,
+    NoStatementsError,
     NotLeaderHere,
     NotSingleNodeError,
     StoreError,
 )
+from ..write_queue import QueueWaitTimeoutError
 from . import forward
 from .body import BodyError
 from .params import ParamError
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 def register(app: Flask) -> None:
     @app.errorhandler(BodyError)
     @app.errorhandler(ParamError)
+    @app.errorhandler(NoStatementsError)
     def bad_request(e: ValueError) -> Response:
         return text_error(str(e), 400)
 
@@ -52,6 +55,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(LeaderNotFoundError)
     def no_leader(e: LeaderNotFoundError) -> Response:
         return text_error("leader not found", 503)
+
+    @app.errorhandler(QueueWaitTimeoutError)
+    def queue_wait_timeout(e: QueueWaitTimeoutError) -> Response:
+        return text_error("queue wait timeout", 408)
 
     @app.errorhandler(NotLeaderHere)
     def not_leader(e: NotLeaderHere) -> Response:
