@@ -47,6 +47,21 @@ Returns the per-statement error messages; raises on any failure to write
 retries."""
 
 
+COUNTERS = (
+    "requests_rx",
+    "requests_wait",
+    "statements_rx",
+    "batches_tx",
+    "requests_tx",
+    "statements_tx",
+    "statement_errors",
+    "submit_failures",
+    "wait_timeouts",
+    "requests_dropped",
+)
+"""What /status shows beside the sequence number (`http.queue._default`)."""
+
+
 class QueueWaitTimeoutError(Exception):
     """`wait` ran out of time (or the queue stayed full): 408. The request
     stays queued and is written later all the same."""
@@ -175,11 +190,9 @@ class WriteQueue:
         cfg: QueueConfig,
         *,
         first_seq: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self._submit = submit
-        self._clock = clock
         self._batcher = Batcher(
             capacity=cfg.capacity,
             batch_size=cfg.batch_size,
@@ -193,7 +206,7 @@ class WriteQueue:
         self._stop_event = threading.Event()
         self._drain_deadline = 0.0
         self._thread: threading.Thread | None = None
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
 
     # -- the enqueuers' side ------------------------------------------------------
     def start(self) -> None:
@@ -219,7 +232,7 @@ class WriteQueue:
         """Queue one request; its sequence number. Blocks while the queue is
         full, and with `wait` until the batch holding it has been written;
         either wait ends after `timeout_s` with QueueWaitTimeoutError."""
-        deadline = self._clock() + timeout_s
+        deadline = time.monotonic() + timeout_s
         ticket = _Ticket() if wait else None
         with self._lock:
             while True:
@@ -227,12 +240,12 @@ class WriteQueue:
                     raise QueueClosedError()
                 if not self._batcher.is_full():
                     break
-                remaining = deadline - self._clock()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self.counters["wait_timeouts"] += 1
                     raise QueueWaitTimeoutError()
                 self._room.wait(remaining)
-            seq = self._batcher.add(statements, self._clock(), ticket)
+            seq = self._batcher.add(statements, time.monotonic(), ticket)
             self.counters["requests_rx"] += 1
             self.counters["statements_rx"] += len(statements)
             if wait:
@@ -240,7 +253,7 @@ class WriteQueue:
             self._work.notify()
         if ticket is None:
             return seq
-        if not ticket.done.wait(max(0.0, deadline - self._clock())):
+        if not ticket.done.wait(max(0.0, deadline - time.monotonic())):
             with self._lock:
                 self.counters["wait_timeouts"] += 1
             raise QueueWaitTimeoutError()
@@ -255,7 +268,7 @@ class WriteQueue:
             if self._stopping:
                 return
             self._stopping = True
-            self._drain_deadline = self._clock() + drain_timeout_s
+            self._drain_deadline = time.monotonic() + drain_timeout_s
             self._work.notify_all()
             self._room.notify_all()
         self._stop_event.set()
@@ -279,7 +292,7 @@ class WriteQueue:
         drained (or out of drain time)."""
         with self._lock:
             while True:
-                now = self._clock()
+                now = time.monotonic()
                 if self._stopping:
                     if not self._batcher or now >= self._drain_deadline:
                         return None
@@ -329,7 +342,7 @@ class WriteQueue:
         was_stopping = self._stop_event.is_set()
         if not self._stop_event.wait(self.cfg.retry_s):
             return True
-        remaining = self._drain_deadline - self._clock()
+        remaining = self._drain_deadline - time.monotonic()
         if remaining <= 0:
             return False
         if was_stopping:
