@@ -13,13 +13,12 @@ import sys
 import threading
 from types import FrameType
 
-from cheroot import wsgi
-
 from . import __version__, config
 from .cluster import JoinError
 from .db import DatabaseError
 from .disk import DiskError
 from .http.app import create_app
+from .http.server import HttpServer
 from .logstore import LogStoreError
 from .raft.types import NodeId
 from .snapshots import SnapshotError
@@ -27,7 +26,6 @@ from .store import Store, StoreConfig, StoreError
 
 log = logging.getLogger("rqlite_py")
 
-HTTP_THREADS_MIN = 16
 HTTP_THREADS_MAX = 256
 SHUTDOWN_GRACE_S = 10.0
 
@@ -121,31 +119,24 @@ def run(cfg: config.NodeConfig) -> int:
     app = create_app(
         store, max_body_bytes=cfg.http_max_body_bytes, allow_origin=cfg.http_allow_origin
     )
-    server = wsgi.Server(
-        split_host_port(cfg.http_addr),
-        app,
-        numthreads=HTTP_THREADS_MIN,
-        max=HTTP_THREADS_MAX,
-        server_name="rqlite-py",
-        # cheroot's default listen backlog (5) drops connection bursts into
-        # the kernel's 1-second SYN retry: keep a real backlog.
-        request_queue_size=1024,
-        shutdown_timeout=SHUTDOWN_GRACE_S,
-    )
     try:
-        server.prepare()
+        server = HttpServer(
+            split_host_port(cfg.http_addr),
+            app,
+            max_threads=HTTP_THREADS_MAX,
+            shutdown_timeout_s=SHUTDOWN_GRACE_S,
+        )
     except OSError as e:
         log.error("cannot listen on %s: %s", cfg.http_addr, e)
         store.close()
         return 1
-    serving = threading.Thread(target=server.serve, name="http", daemon=True)
-    serving.start()
+    server.start()
     try:
         store.open()
         store.join()
     except (OSError, JoinError) as e:
         log.error("cannot start: %s", e)
-        server.stop()
+        server.stop(SHUTDOWN_GRACE_S)
         store.close()
         return 1
     log.info(
@@ -161,8 +152,7 @@ def run(cfg: config.NodeConfig) -> int:
     finally:
         # Whatever happened above, stop serving and close the files: a node
         # that was asked to stop must stop.
-        server.stop()
-        serving.join(SHUTDOWN_GRACE_S)
+        server.stop(SHUTDOWN_GRACE_S + 1)
         store.close()
     log.info("node %s stopped", cfg.node_id)
     return 0

@@ -247,7 +247,12 @@ class StateMachine:
         with guarded():
             writer.execute("SAVEPOINT rqlite_entry")
         try:
-            results = run(wrapped=True, from_autocommit=outer)
+            try:
+                results = run(wrapped=True, from_autocommit=outer, statement_savepoints=False)
+            except db.SavepointsNeededError:
+                with guarded():
+                    writer.execute("ROLLBACK TO rqlite_entry")
+                results = run(wrapped=True, from_autocommit=outer)
         except db.OwnTransactionError:
             self._undo_entry(outer)  # back at the start of the entry: run it unwrapped
             if self.needs_rebuild:

@@ -8,10 +8,12 @@ memory so that the leader's appends and the apply loop rarely read the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import apsw
 
@@ -140,7 +142,7 @@ class LogStore:
         rolled back and what this object reports stays as it was."""
         if not entries and hard_state is None:
             return
-        with self._lock, guarded(), self._db:
+        with self._lock, guarded(), self._transaction():
             if entries:
                 first = entries[0].index
                 if first <= self._base_index:
@@ -166,6 +168,20 @@ class LogStore:
                 self._cache.popitem(last=False)
         if hard_state is not None:
             self._hard = hard_state
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT through execute: apsw releases the GIL while
+        SQLite commits (the fsync), which its `with connection:` does not,
+        so HTTP threads keep serving while the Raft loop waits for the disk."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if not self._db.get_autocommit():
+                self._db.execute("ROLLBACK")
+            raise
 
     def set_snapshot(self, meta: SnapshotMeta, db_fingerprint: tuple[int, int]) -> None:
         """Record that a snapshot of the state machine exists at meta.index,

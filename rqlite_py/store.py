@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 from . import command, db, sql
@@ -784,20 +784,32 @@ class Store:
         self, statements: Sequence[Statement], opts: SqlOptions, *, rewrite: bool
     ) -> list[Statement]:
         out = []
+        # A bulk request repeats one SQL text with different parameters:
+        # check each distinct text once. Only a text that rewriting leaves
+        # unchanged is remembered (RANDOM() must get a new value each time).
+        plain: dict[str, bool] = {}
         for s in statements:
-            if sql.is_empty(s.sql):
-                continue
-            if sql.is_disallowed_pragma(s.sql):
-                raise DisallowedPragmaError()
-            if opts.noparse:
-                out.append(s)
-                continue
             text = s.sql
-            if rewrite:
-                text = sql.rewrite(
-                    text, rewrite_random=not opts.norwrandom, rewrite_time=not opts.norwtime
-                )
-            out.append(replace(s, sql=text, returning=sql.has_returning(text)))
+            returning = plain.get(text)
+            if returning is None:
+                if sql.is_empty(text):
+                    continue
+                if sql.is_disallowed_pragma(text):
+                    raise DisallowedPragmaError()
+                if opts.noparse:
+                    out.append(s)
+                    continue
+                if rewrite:
+                    text = sql.rewrite(
+                        text, rewrite_random=not opts.norwrandom, rewrite_time=not opts.norwtime
+                    )
+                returning = sql.has_returning(text)
+                if text is s.sql:
+                    plain[text] = returning
+            if text is s.sql and returning == s.returning:
+                out.append(s)
+            else:
+                out.append(Statement(text, s.params, s.named, returning))
         return out
 
     def _require_leader(self) -> None:

@@ -1,5 +1,6 @@
-"""rqlite's HTTP API against a real single-node store, through Flask's test
-client: exact JSON shapes from API.md, parameters, and bad input."""
+"""rqlite's HTTP API against a real single-node store, the application
+called directly (tests/app_client.py): exact JSON shapes from API.md,
+parameters, and bad input."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 
 from rqlite_py import command, sql
 from rqlite_py.command import Statement
@@ -22,6 +22,7 @@ from rqlite_py.http.body import parse_json
 from rqlite_py.raft.core import ProposalDroppedError
 from rqlite_py.raft.types import NodeId
 from rqlite_py.store import NotLeaderHere, Store, StoreConfig
+from tests.app_client import AppClient
 from tests.system.node import free_port
 
 
@@ -45,36 +46,36 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def client(store: Store) -> FlaskClient:
-    return create_app(store, max_body_bytes=1 << 16).test_client()
+def client(store: Store) -> AppClient:
+    return AppClient(create_app(store, max_body_bytes=1 << 16))
 
 
-def ex(client: FlaskClient, body: object, qs: str = "") -> bytes:
+def ex(client: AppClient, body: object, qs: str = "") -> bytes:
     r = client.post("/db/execute" + qs, data=json.dumps(body))
     assert r.status_code == 200, r.data
     return r.data
 
 
-def q(client: FlaskClient, body: object, qs: str = "") -> bytes:
+def q(client: AppClient, body: object, qs: str = "") -> bytes:
     r = client.post("/db/query" + qs, data=json.dumps(body))
     assert r.status_code == 200, r.data
     return r.data
 
 
 @pytest.fixture
-def foo(client: FlaskClient) -> FlaskClient:
+def foo(client: AppClient) -> AppClient:
     ex(client, ["CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT, age INTEGER)"])
     ex(client, [["INSERT INTO foo(name, age) VALUES(?, ?)", "fiona", 20]])
     return client
 
 
-def test_create_table_is_an_empty_result(client: FlaskClient) -> None:
+def test_create_table_is_an_empty_result(client: AppClient) -> None:
     assert ex(client, ["CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)"]) == (
         b'{"results":[{}]}'
     )
 
 
-def test_insert_and_select_exact_shape(client: FlaskClient) -> None:
+def test_insert_and_select_exact_shape(client: AppClient) -> None:
     ex(client, ["CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)"])
     assert ex(client, ['INSERT INTO foo(name) VALUES("fiona")']) == (
         b'{"results":[{"last_insert_id":1,"rows_affected":1}]}'
@@ -84,7 +85,7 @@ def test_insert_and_select_exact_shape(client: FlaskClient) -> None:
     )
 
 
-def test_get_query_with_q(foo: FlaskClient) -> None:
+def test_get_query_with_q(foo: AppClient) -> None:
     r = foo.get("/db/query?q=SELECT%20name%20FROM%20foo")
     assert r.data == b'{"results":[{"columns":["name"],"types":["text"],"values":[["fiona"]]}]}'
     assert r.headers["Content-Type"] == "application/json; charset=utf-8"
@@ -92,12 +93,12 @@ def test_get_query_with_q(foo: FlaskClient) -> None:
     assert r.headers["X-RQLITE-SERVED-BY"] == "127.0.0.1:4001"
 
 
-def test_sql_errors_are_results_with_200(foo: FlaskClient) -> None:
+def test_sql_errors_are_results_with_200(foo: AppClient) -> None:
     assert q(foo, ["SELECT * FROM bar"]) == b'{"results":[{"error":"no such table: bar"}]}'
     assert q(foo, ["blah"]) == b'{"results":[{"error":"near \\"blah\\": syntax error"}]}'
 
 
-def test_associative(foo: FlaskClient) -> None:
+def test_associative(foo: AppClient) -> None:
     assert q(foo, ["SELECT name FROM foo WHERE id = 99"], "?associative") == (
         b'{"results":[{"types":{"name":"text"},"rows":[]}]}'
     )
@@ -109,7 +110,7 @@ def test_associative(foo: FlaskClient) -> None:
     )
 
 
-def test_blobs_base64_and_blob_array(client: FlaskClient) -> None:
+def test_blobs_base64_and_blob_array(client: AppClient) -> None:
     ex(client, ["CREATE TABLE b (name TEXT, data BLOB)"])
     ex(client, [["INSERT INTO b VALUES(?, ?)", "fiona", "x'DEADBEEF'"]])
     ex(client, [["INSERT INTO b VALUES(?, ?)", "ints", [222, 173, 190, 239]]])
@@ -119,7 +120,7 @@ def test_blobs_base64_and_blob_array(client: FlaskClient) -> None:
     assert b"[[222,173,190,239]" in q(client, ["SELECT data FROM b"], "?blob_array")
 
 
-def test_named_parameters_nulls_floats_unicode(client: FlaskClient) -> None:
+def test_named_parameters_nulls_floats_unicode(client: AppClient) -> None:
     ex(client, ["CREATE TABLE t (a INTEGER, b REAL, c TEXT, d BOOLEAN)"])
     ex(
         client,
@@ -134,17 +135,17 @@ def test_named_parameters_nulls_floats_unicode(client: FlaskClient) -> None:
     )
 
 
-def test_timings_and_raft_index(foo: FlaskClient) -> None:
+def test_timings_and_raft_index(foo: AppClient) -> None:
     body = json.loads(ex(foo, [["INSERT INTO foo(name) VALUES(?)", "x"]], "?timings&raft_index"))
     assert body["raft_index"] > 0 and body["time"] > 0 and body["results"][0]["time"] > 0
     assert "time" not in json.loads(ex(foo, [["INSERT INTO foo(name) VALUES(?)", "y"]]))
 
 
-def test_pretty(foo: FlaskClient) -> None:
+def test_pretty(foo: AppClient) -> None:
     assert q(foo, ["SELECT id FROM foo"], "?pretty=false").startswith(b'{\n    "results": [')
 
 
-def test_transaction_stops_at_first_error(foo: FlaskClient) -> None:
+def test_transaction_stops_at_first_error(foo: AppClient) -> None:
     body = json.loads(
         ex(
             foo,
@@ -160,18 +161,18 @@ def test_transaction_stops_at_first_error(foo: FlaskClient) -> None:
     assert json.loads(q(foo, ["SELECT count(*) FROM foo"]))["results"][0]["values"] == [[1]]
 
 
-def test_without_transaction_errors_do_not_stop(foo: FlaskClient) -> None:
+def test_without_transaction_errors_do_not_stop(foo: AppClient) -> None:
     body = json.loads(ex(foo, ["INSERT INTO nope VALUES(1)", 'INSERT INTO foo(name) VALUES("b")']))
     assert body["results"][0]["error"] and body["results"][1]["rows_affected"] == 1
 
 
-def test_query_endpoint_is_read_only(foo: FlaskClient) -> None:
+def test_query_endpoint_is_read_only(foo: AppClient) -> None:
     assert q(foo, ['INSERT INTO foo(name) VALUES("z")']) == (
         b'{"results":[{"error":"attempt to change database via query operation"}]}'
     )
 
 
-def test_text_plain_body(client: FlaskClient) -> None:
+def test_text_plain_body(client: AppClient) -> None:
     r = client.post(
         "/db/execute",
         data="CREATE TABLE t (x); INSERT INTO t VALUES(1)",
@@ -181,7 +182,7 @@ def test_text_plain_body(client: FlaskClient) -> None:
     assert json.loads(q(client, ["SELECT x FROM t"]))["results"][0]["values"] == [[1]]
 
 
-def test_unified_request(foo: FlaskClient) -> None:
+def test_unified_request(foo: AppClient) -> None:
     r = foo.post(
         "/db/request",
         data=json.dumps(
@@ -194,7 +195,7 @@ def test_unified_request(foo: FlaskClient) -> None:
     assert body["results"][2] == {"error": "no such table: nope"}
 
 
-def test_returning_in_execute(foo: FlaskClient) -> None:
+def test_returning_in_execute(foo: AppClient) -> None:
     body = json.loads(ex(foo, ['INSERT INTO foo(name) VALUES("r") RETURNING id, name']))
     assert body["results"][0]["values"] == [[2, "r"]]
 
@@ -202,17 +203,17 @@ def test_returning_in_execute(foo: FlaskClient) -> None:
 @pytest.mark.parametrize(
     "level", ["none", "weak", "linearizable", "strong", "auto", "WEAK", "bogus"]
 )
-def test_every_level_reads(foo: FlaskClient, level: str) -> None:
+def test_every_level_reads(foo: AppClient, level: str) -> None:
     body = json.loads(q(foo, ["SELECT name FROM foo"], f"?level={level}"))
     assert body["results"][0]["values"] == [["fiona"]]
 
 
-def test_strong_read_goes_through_the_log(foo: FlaskClient) -> None:
+def test_strong_read_goes_through_the_log(foo: AppClient) -> None:
     body = json.loads(q(foo, ["SELECT name FROM foo"], "?level=strong&raft_index"))
     assert body["raft_index"] > 0
 
 
-def test_random_is_rewritten_before_the_log(client: FlaskClient) -> None:
+def test_random_is_rewritten_before_the_log(client: AppClient) -> None:
     ex(client, ["CREATE TABLE r (v INTEGER)"])
     ex(client, ["INSERT INTO r(v) VALUES(RANDOM())"])
     body = json.loads(client.get("/db/sql?q=INSERT%20INTO%20r(v)%20VALUES(RANDOM())").data)
@@ -220,17 +221,17 @@ def test_random_is_rewritten_before_the_log(client: FlaskClient) -> None:
     assert "RANDOM()" not in body["results"][0]["rewritten"].upper()
 
 
-def test_disallowed_pragma(client: FlaskClient) -> None:
+def test_disallowed_pragma(client: AppClient) -> None:
     for path in ("/db/execute", "/db/query"):
         r = client.post(path, data=json.dumps(["PRAGMA journal_mode=DELETE"]))
         assert (r.status_code, r.data) == (200, b'{"results":[],"error":"disallowed pragma"}')
 
 
-def test_empty_statement_is_skipped(client: FlaskClient) -> None:
+def test_empty_statement_is_skipped(client: AppClient) -> None:
     assert q(client, [""]) == b'{"results":[]}'
 
 
-def test_db_timeout(client: FlaskClient) -> None:
+def test_db_timeout(client: AppClient) -> None:
     forever = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
     assert q(client, [forever], "?db_timeout=50ms") == b'{"results":[{"error":"query timeout"}]}'
 
@@ -267,16 +268,14 @@ def test_db_timeout(client: FlaskClient) -> None:
         ("/db/query?levle=strong", b'["SELECT 1"]', 400, b"unknown query parameter levle\n"),
     ],
 )
-def test_bad_input(
-    client: FlaskClient, path: str, body: bytes, status: int, message: bytes
-) -> None:
+def test_bad_input(client: AppClient, path: str, body: bytes, status: int, message: bytes) -> None:
     r = client.post(path, data=body)
     assert (r.status_code, r.data) == (status, message)
     # ...and the node keeps serving.
     assert client.get("/db/query?q=SELECT%201").status_code == 200
 
 
-def test_methods_paths_and_options(client: FlaskClient) -> None:
+def test_methods_paths_and_options(client: AppClient) -> None:
     assert client.get("/db/execute").status_code == 405
     assert client.get("/nope").status_code == 404
     assert client.options("/db/execute").status_code == 200
@@ -284,7 +283,7 @@ def test_methods_paths_and_options(client: FlaskClient) -> None:
     assert (r.status_code, r.headers["Location"]) == (302, "/console/")
 
 
-def test_status_readyz_nodes_leader(client: FlaskClient) -> None:
+def test_status_readyz_nodes_leader(client: AppClient) -> None:
     status = json.loads(client.get("/status").data)
     assert status["store"]["raft"]["state"] == "Leader"
     assert status["store"]["node_id"] == "n1"
@@ -312,7 +311,7 @@ def _sqlite_rows(data: bytes, tmp_path: Path, sql: str) -> list[tuple]:
         conn.close()
 
 
-def test_backup_binary_sql_compressed_vacuum_delete(foo: FlaskClient, tmp_path: Path) -> None:
+def test_backup_binary_sql_compressed_vacuum_delete(foo: AppClient, tmp_path: Path) -> None:
     import gzip
 
     r = foo.get("/db/backup")
@@ -331,7 +330,7 @@ def test_backup_binary_sql_compressed_vacuum_delete(foo: FlaskClient, tmp_path: 
     assert json.loads(r.data)["error"] == "vacuum is only supported with the binary format"
 
 
-def test_load_sqlite_file_and_sql_dump(foo: FlaskClient, client: FlaskClient) -> None:
+def test_load_sqlite_file_and_sql_dump(foo: AppClient, client: AppClient) -> None:
     binary = foo.get("/db/backup").data
     dump = foo.get("/db/backup?fmt=sql").data
     ex(foo, ["DROP TABLE foo"])
@@ -344,7 +343,7 @@ def test_load_sqlite_file_and_sql_dump(foo: FlaskClient, client: FlaskClient) ->
     assert json.loads(q(client, ["SELECT name FROM foo"]))["results"][0]["values"] == [["fiona"]]
 
 
-def test_load_bad_sql_dump_changes_nothing(client: FlaskClient) -> None:
+def test_load_bad_sql_dump_changes_nothing(client: AppClient) -> None:
     dump = (
         b"BEGIN TRANSACTION; CREATE TABLE x (a); INSERT INTO x VALUES(1); "
         b"INSERT INTO nope VALUES(2); COMMIT;"
@@ -355,7 +354,7 @@ def test_load_bad_sql_dump_changes_nothing(client: FlaskClient) -> None:
     ex(client, ["CREATE TABLE y (a)"])  # and the writer is not stuck in a transaction
 
 
-def test_boot(foo: FlaskClient, client: FlaskClient) -> None:
+def test_boot(foo: AppClient, client: AppClient) -> None:
     binary = foo.get("/db/backup").data
     ex(foo, ["DROP TABLE foo"])
     assert client.post("/boot", data=b"not sqlite").status_code == 400
@@ -363,9 +362,7 @@ def test_boot(foo: FlaskClient, client: FlaskClient) -> None:
     assert json.loads(q(client, ["SELECT name FROM foo"]))["results"][0]["values"] == [["fiona"]]
 
 
-def test_load_in_pieces(
-    foo: FlaskClient, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_load_in_pieces(foo: AppClient, client: AppClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file loads as many log entries; the database changes only with the last."""
     from rqlite_py import command
 
@@ -392,7 +389,7 @@ def test_load_in_pieces(
 )
 def test_lost_proposals_are_request_errors(
     store: Store,
-    client: FlaskClient,
+    client: AppClient,
     monkeypatch: pytest.MonkeyPatch,
     error: Exception,
     message: str,
@@ -412,7 +409,7 @@ def test_lost_proposals_are_request_errors(
 
 
 def test_a_full_disk_answers_writes_at_once_and_recovers_by_itself(
-    foo: FlaskClient, store: Store
+    foo: AppClient, store: Store
 ) -> None:
     """The state machine's database may not grow (max_page_count, set from
     here: the driver thread only idles meanwhile): a write that needs room
@@ -484,14 +481,14 @@ def make_store(tmp_path: Path) -> Iterator[Callable[..., Store]]:
         s.close()
 
 
-def queued(client: FlaskClient, body: object, qs: str = "") -> int:
+def queued(client: AppClient, body: object, qs: str = "") -> int:
     r = client.post("/db/execute?queue" + qs, data=json.dumps(body))
     assert r.status_code == 200, r.data
     assert re.fullmatch(rb'\{"results":\[\],"sequence_number":\d+\}', r.data), r.data
     return r.get_json()["sequence_number"]
 
 
-def test_queued_writes_answer_at_once_and_wait_is_a_barrier(foo: FlaskClient) -> None:
+def test_queued_writes_answer_at_once_and_wait_is_a_barrier(foo: AppClient) -> None:
     first = queued(foo, [["INSERT INTO foo(name) VALUES(?)", "q1"], "INSERT INTO nope VALUES(1)"])
     assert queued(foo, [["INSERT INTO foo(name) VALUES(:n)", {"n": "q2"}]]) == first + 1
     barrier = queued(foo, [], "&wait")  # no statements: allowed with wait
@@ -505,7 +502,7 @@ def test_queued_writes_answer_at_once_and_wait_is_a_barrier(foo: FlaskClient) ->
     assert status["statement_errors"] == 1
 
 
-def test_queued_write_bodies(foo: FlaskClient) -> None:
+def test_queued_write_bodies(foo: AppClient) -> None:
     r = foo.post("/db/execute?queue", data=b"[]")
     assert (r.status_code, r.data) == (400, b"no statements\n")
     # rqlite's quirk: a body that is not a request is queued, as an empty one;
@@ -524,7 +521,7 @@ def test_queued_write_bodies(foo: FlaskClient) -> None:
 
 
 def test_queued_writes_are_rewritten_once_at_enqueue(
-    client: FlaskClient, store: Store, monkeypatch: pytest.MonkeyPatch
+    client: AppClient, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ex(client, ["CREATE TABLE r (v INTEGER)"])
     calls: list[str] = []
@@ -544,23 +541,25 @@ def test_queued_writes_are_rewritten_once_at_enqueue(
 
 
 def test_queued_write_needs_a_leader_unless_noleader(make_store: Callable[..., Store]) -> None:
-    client = create_app(make_store(opened=False)).test_client()
+    client = AppClient(create_app(make_store(opened=False)))
     r = client.post("/db/execute?queue", data=b'["SELECT 1"]')
     assert (r.status_code, r.data) == (503, b"leader not found\n")
     queued(client, ["SELECT 1"], "&noleader")
 
 
 def test_queue_wait_timeout_is_408(make_store: Callable[..., Store]) -> None:
-    client = create_app(make_store(write_queue_timeout_s=60.0)).test_client()
+    client = AppClient(create_app(make_store(write_queue_timeout_s=60.0)))
     r = client.post("/db/execute?queue&wait&timeout=50ms", data=b'["CREATE TABLE t (x)"]')
     assert (r.status_code, r.data) == (408, b"queue wait timeout\n")
     assert r.content_type == "text/plain; charset=utf-8"
 
 
 def test_queue_tx_runs_each_batch_in_one_transaction(make_store: Callable[..., Store]) -> None:
-    client = create_app(
-        make_store(write_queue_tx=True, write_queue_batch_size=2, write_queue_timeout_s=60.0)
-    ).test_client()
+    client = AppClient(
+        create_app(
+            make_store(write_queue_tx=True, write_queue_batch_size=2, write_queue_timeout_s=60.0)
+        )
+    )
     ex(client, ["CREATE TABLE t (x INTEGER NOT NULL)"])
     queued(client, ["INSERT INTO t VALUES(1)"])
     queued(client, ["INSERT INTO t VALUES(NULL)"], "&wait")  # fails: the batch rolls back

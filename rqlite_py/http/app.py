@@ -1,45 +1,72 @@
-"""The Flask application factory: blueprints, common headers, errors."""
+"""The application: routes a Request to its handler, maps errors in one
+place (errors.py) and adds the headers every rqlite reply carries.
+
+`App.handle` is synchronous and blocking (a write waits for the log); the
+server (server.py) runs it on a worker thread, tests call it directly.
+"""
 
 from __future__ import annotations
-
-from flask import Flask, Response, redirect, request
 
 from .. import __version__
 from ..store import Store
 from . import cluster_api, db_api, errors, status_api
-from .stats import HttpStats
+from .messages import HttpError, Reply, Request
+from .responses import empty
+from .routing import Context, Handler
 
 VERSION_HEADER = f"v{__version__}"
 
 
-def create_app(store: Store, *, max_body_bytes: int = 64 << 20, allow_origin: str = "") -> Flask:
-    app = Flask("rqlite_py")
-    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    app.extensions["store"] = store
-    app.extensions["stats"] = HttpStats()
-    app.register_blueprint(db_api.bp)
-    app.register_blueprint(status_api.bp)
-    app.register_blueprint(cluster_api.bp)
-    errors.register(app)
+class App:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._routes: dict[str, dict[str, Handler]] = {}
+        for route in db_api.ROUTES + status_api.ROUTES + cluster_api.ROUTES:
+            for method in route.methods:
+                self._routes.setdefault(route.path, {})[method] = route.handler
+        self._common = [
+            ("X-RQLITE-VERSION", VERSION_HEADER),
+            ("Access-Control-Allow-Methods", "OPTIONS, GET, POST"),
+            ("Access-Control-Allow-Headers", "Content-Type"),
+        ]
+        if ctx.allow_origin:
+            self._common.append(("Access-Control-Allow-Origin", ctx.allow_origin))
 
-    @app.route("/")
-    def root() -> Response:
-        return redirect("/console/", code=302)  # type: ignore[return-value]
+    @property
+    def max_body_bytes(self) -> int:
+        return self.ctx.max_body_bytes
 
-    @app.before_request
-    def options() -> Response | None:
-        # rqlite answers OPTIONS on any path, known or not, with an empty 200.
-        if request.method == "OPTIONS":
-            return Response(b"", status=200)
-        return None
+    def handle(self, req: Request) -> Reply:
+        try:
+            reply = self._dispatch(req)
+        except Exception as e:
+            reply = errors.to_reply(e, self.ctx, req)
+        reply.headers.extend(self._common)
+        return reply
 
-    @app.after_request
-    def headers(resp: Response) -> Response:
-        resp.headers["X-RQLITE-VERSION"] = VERSION_HEADER
-        resp.headers["Access-Control-Allow-Methods"] = "OPTIONS, GET, POST"
-        resp.headers["Access-Control-Allow-Headers"] = "Content-Type"
-        if allow_origin:
-            resp.headers["Access-Control-Allow-Origin"] = allow_origin
-        return resp
+    def error_reply(self, e: Exception, req: Request) -> Reply:
+        """The reply to a request the server refused before it was whole."""
+        reply = errors.to_reply(e, self.ctx, req)
+        reply.headers.extend(self._common)
+        return reply
 
-    return app
+    def _dispatch(self, req: Request) -> Reply:
+        if req.method == "OPTIONS":
+            # rqlite answers OPTIONS on any path, known or not, with an empty 200.
+            return empty()
+        if req.path == "/":
+            return Reply(302, headers=[("Location", "/console/")])
+        if len(req.body) > self.ctx.max_body_bytes:
+            raise HttpError(413)
+        methods = self._routes.get(req.path)
+        if methods is None:
+            raise HttpError(404)
+        handler = methods.get(req.method)
+        if handler is None:
+            raise HttpError(405)
+        req.endpoint = handler.__name__
+        return handler(self.ctx, req)
+
+
+def create_app(store: Store, *, max_body_bytes: int = 64 << 20, allow_origin: str = "") -> App:
+    return App(Context(store, max_body_bytes=max_body_bytes, allow_origin=allow_origin))

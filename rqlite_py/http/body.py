@@ -15,6 +15,8 @@ from ..command import Statement
 from ..results import Value
 
 _HEX_BLOB = re.compile(r"^[xX]'((?:[0-9a-fA-F]{2})*)'$")
+_HEX_STARTS = ("x'", "X'")
+_SCALARS = (bool, int, float)
 
 
 class BodyError(ValueError):
@@ -52,14 +54,15 @@ def parse_queued(body: bytes) -> list[Statement] | None:
 
 
 def _statement(item: object) -> Statement:
-    if isinstance(item, str):
+    if type(item) is str:
         return Statement(item)
-    if not isinstance(item, list) or not item or not isinstance(item[0], str):
+    if type(item) is not list or not item or type(item[0]) is not str:
         raise BodyError("invalid request")
     positional: list[Value] = []
     named: list[tuple[str, Value]] = []
-    for p in item[1:]:
-        if isinstance(p, dict):
+    for i in range(1, len(item)):
+        p = item[i]
+        if type(p) is dict:
             named.extend((str(k), _value(v)) for k, v in p.items())
         else:
             positional.append(_value(p))
@@ -67,11 +70,13 @@ def _statement(item: object) -> Statement:
 
 
 def _value(v: object) -> Value:
-    if v is None or isinstance(v, bool | int | float):
-        return v
-    if isinstance(v, str):
-        m = _HEX_BLOB.match(v)
-        return bytes.fromhex(m.group(1)) if m else v
+    t = type(v)
+    if t is str:
+        # Most strings are plain text: look for x'..' only where it can start.
+        m = _HEX_BLOB.match(v) if v[:2] in _HEX_STARTS else None  # type: ignore[index]
+        return bytes.fromhex(m.group(1)) if m else v  # type: ignore[return-value]
+    if v is None or t in _SCALARS:
+        return v  # type: ignore[return-value]
     if isinstance(v, list) and all(
         isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in v
     ):

@@ -6,26 +6,21 @@ from __future__ import annotations
 import json
 import time
 
-from flask import Blueprint, Response, current_app, request
-
 from ..raft.types import NONE, NodeId
-from ..store import Store
 from . import params
 from .body import BodyError
-from .encoding import go_json
-from .responses import JSON
+from .messages import Reply, Request
+from .responses import empty, json_obj, text
+from .routing import Context, Route
 
-bp = Blueprint("cluster", __name__)
 
-
-@bp.route("/leader", methods=["POST"])
-def transfer_leadership() -> Response:
+def transfer_leadership(ctx: Context, req: Request) -> Reply:
     """Hand leadership to `{"id": ...}` or to the most up-to-date voter;
     with `?wait`, answer once this node has seen the new leader."""
-    p = params.parse(request.args.to_dict(flat=True))
-    store: Store = current_app.extensions["store"]
+    p = params.parse(req.args)
+    store = ctx.store
     target = NONE
-    data = request.get_data()
+    data = req.body
     if data.strip():
         try:
             obj = json.loads(data)
@@ -40,35 +35,36 @@ def transfer_leadership() -> Response:
         while store.raft.leader != chosen and time.monotonic() < deadline:
             time.sleep(0.01)
         if store.raft.leader != chosen:
-            return Response(b"leadership transfer timed out\n", status=503)
-    return Response(b"", status=200)
+            return text("leadership transfer timed out\n", 503)
+    return empty()
 
 
-@bp.route("/snapshot", methods=["POST"])
-def snapshot() -> Response:
+def snapshot(ctx: Context, req: Request) -> Reply:
     """Snapshot and compact now; 204 when nothing was applied since the last."""
-    p = params.parse(request.args.to_dict(flat=True))
-    store: Store = current_app.extensions["store"]
-    index = store.snapshot(p.trailing_logs)
-    return Response(b"", status=200 if index else 204)
+    p = params.parse(req.args)
+    index = ctx.store.snapshot(p.trailing_logs)
+    return empty(200 if index else 204)
 
 
-@bp.route("/reap", methods=["POST"])
-def reap() -> Response:
-    store: Store = current_app.extensions["store"]
-    body = {"snapshots_reaped": store.reap_snapshots(), "wals_checkpointed": 0}
-    return Response(go_json(body), status=200, content_type=JSON)
+def reap(ctx: Context, req: Request) -> Reply:
+    return json_obj({"snapshots_reaped": ctx.store.reap_snapshots(), "wals_checkpointed": 0})
 
 
-@bp.route("/remove", methods=["DELETE"])
-def remove() -> Response:
+def remove(ctx: Context, req: Request) -> Reply:
     """Remove a node from the cluster: exactly `{"id": "<node id>"}`."""
-    store: Store = current_app.extensions["store"]
     try:
-        obj = json.loads(request.get_data())
+        obj = json.loads(req.body)
     except ValueError as e:
         raise BodyError("invalid JSON body") from e
     if not isinstance(obj, dict) or set(obj) != {"id"} or not isinstance(obj["id"], str):
         raise BodyError('body must be exactly {"id": "<node id>"}')
-    store.remove(NodeId(obj["id"]))
-    return Response(b"", status=200)
+    ctx.store.remove(NodeId(obj["id"]))
+    return empty()
+
+
+ROUTES = [
+    Route("/leader", ("POST",), transfer_leadership),
+    Route("/snapshot", ("POST",), snapshot),
+    Route("/reap", ("POST",), reap),
+    Route("/remove", ("DELETE",), remove),
+]

@@ -8,39 +8,32 @@ import time
 import zlib
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, current_app, request
-
 from .. import sql
 from ..command import Statement
 from ..disk import guarded
 from ..results import Response as DbResponse
-from ..store import Level, ReadOptions, SqlOptions, Store
+from ..store import Level, ReadOptions, SqlOptions
 from . import body, params
-from .encoding import encode_response, go_json
+from .encoding import encode_response
+from .messages import Reply, Request
 from .params import QueryParams
-from .responses import JSON
-
-bp = Blueprint("db", __name__)
-
-
-def _store() -> Store:
-    return current_app.extensions["store"]
+from .responses import JSON, empty, json_obj
+from .routing import Context, Route
 
 
-def _params() -> QueryParams:
-    current_app.extensions["stats"].incr(f"requests.{request.endpoint}")
-    return params.parse(request.args.to_dict(flat=True))
+def _params(ctx: Context, req: Request) -> QueryParams:
+    ctx.stats.incr(f"requests.{req.endpoint}")
+    return params.parse(req.args)
 
 
-def _statements(p: QueryParams, *, allow_text: bool) -> list[Statement]:
-    if request.method == "GET":
+def _statements(req: Request, p: QueryParams, *, allow_text: bool) -> list[Statement]:
+    if req.method == "GET":
         if p.q is None:
             raise body.BodyError("no statements")
         return [Statement(p.q)]
-    data = request.get_data()  # cached: a follower may forward it to the leader
-    if allow_text and (request.content_type or "").startswith("text/plain"):
-        return body.parse_text(data)
-    return body.parse_json(data)
+    if allow_text and req.content_type.startswith("text/plain"):
+        return body.parse_text(req.body)
+    return body.parse_json(req.body)
 
 
 def _sql_options(p: QueryParams) -> SqlOptions:
@@ -63,7 +56,7 @@ def _read_options(p: QueryParams) -> ReadOptions:
     )
 
 
-def _reply(resp: DbResponse, p: QueryParams, start: float) -> Response:
+def _reply(ctx: Context, resp: DbResponse, p: QueryParams, start: float) -> Reply:
     if not p.raft_index:
         resp.raft_index = 0
     resp.time = time.perf_counter() - start
@@ -74,51 +67,45 @@ def _reply(resp: DbResponse, p: QueryParams, start: float) -> Response:
         associative=p.associative,
         blob_array=p.blob_array,
     )
-    r = Response(out, status=200, content_type=JSON)
-    r.headers["X-RQLITE-SERVED-BY"] = _store().cfg.http_addr
-    return r
+    return Reply(200, out, JSON, [("X-RQLITE-SERVED-BY", ctx.store.cfg.http_addr)])
 
 
-@bp.route("/db/execute", methods=["POST"])
-def execute() -> Response:
+def execute(ctx: Context, req: Request) -> Reply:
     start = time.perf_counter()
-    p = _params()
+    p = _params(ctx, req)
     if p.queue:
-        seq = _store().queue_write(
-            body.parse_queued(request.get_data()),
+        seq = ctx.store.queue_write(
+            body.parse_queued(req.body),
             _sql_options(p),
             wait=p.wait,
             timeout_s=p.timeout_s,
             noleader=p.noleader,
         )
-        return _reply(DbResponse(sequence_number=seq), p, start)
-    stmts = _statements(p, allow_text=True)
-    return _reply(_store().execute(stmts, _sql_options(p)), p, start)
+        return _reply(ctx, DbResponse(sequence_number=seq), p, start)
+    stmts = _statements(req, p, allow_text=True)
+    return _reply(ctx, ctx.store.execute(stmts, _sql_options(p)), p, start)
 
 
-@bp.route("/db/query", methods=["GET", "POST"])
-def query() -> Response:
+def query(ctx: Context, req: Request) -> Reply:
     start = time.perf_counter()
-    p = _params()
-    stmts = _statements(p, allow_text=True)
-    return _reply(_store().query(stmts, _sql_options(p), _read_options(p)), p, start)
+    p = _params(ctx, req)
+    stmts = _statements(req, p, allow_text=True)
+    return _reply(ctx, ctx.store.query(stmts, _sql_options(p), _read_options(p)), p, start)
 
 
-@bp.route("/db/request", methods=["POST"])
-def unified() -> Response:
+def unified(ctx: Context, req: Request) -> Reply:
     start = time.perf_counter()
-    p = _params()
-    stmts = _statements(p, allow_text=False)
-    return _reply(_store().request(stmts, _sql_options(p), _read_options(p)), p, start)
+    p = _params(ctx, req)
+    stmts = _statements(req, p, allow_text=False)
+    return _reply(ctx, ctx.store.request(stmts, _sql_options(p), _read_options(p)), p, start)
 
 
-@bp.route("/db/sql", methods=["GET", "POST"])
-def show_sql() -> Response:
+def show_sql(ctx: Context, req: Request) -> Reply:
     """What a statement becomes before it enters the log; the database is
     not touched."""
-    p = _params()
+    p = _params(ctx, req)
     results = []
-    for s in _statements(p, allow_text=False):
+    for s in _statements(req, p, allow_text=False):
         if sql.is_disallowed_pragma(s.sql):
             results.append({"original": s.sql, "error": "disallowed pragma"})
             continue
@@ -128,16 +115,15 @@ def show_sql() -> Response:
                 s.sql, rewrite_random=not p.norwrandom, rewrite_time=not p.norwtime
             )
         results.append({"original": s.sql, "rewritten": rewritten})
-    return Response(go_json({"results": results}, pretty=p.pretty), 200, content_type=JSON)
+    return json_obj({"results": results}, p.pretty)
 
 
-@bp.route("/db/backup", methods=["GET"])
-def backup() -> Response:
+def backup(ctx: Context, req: Request) -> Reply:
     """A consistent copy of the database: SQLite file (fmt=binary, or
     fmt=delete for DELETE journal mode) or SQL dump (fmt=sql), optionally
     gzip-compressed; served by the leader unless `noleader`."""
-    p = _params()
-    store = _store()
+    p = _params(ctx, req)
+    store = ctx.store
     fmt = p.fmt or "binary"
     with guarded():  # the copy goes to the data directory: it may be full
         fd, path = tempfile.mkstemp(suffix=".backup", dir=store.cfg.data_dir)
@@ -148,11 +134,11 @@ def backup() -> Response:
         os.remove(path)
         raise
     content_type = "application/sql" if fmt == "sql" else "application/octet-stream"
-    return Response(
+    return Reply(
+        200,
         _stream_and_remove(path, p.compress),
-        status=200,
-        content_type=content_type,
-        headers={"Content-Encoding": "gzip"} if p.compress else {},
+        content_type,
+        [("Content-Encoding", "gzip")] if p.compress else [],
     )
 
 
@@ -168,18 +154,27 @@ def _stream_and_remove(path: str, compress: bool) -> Iterator[bytes]:
         os.remove(path)
 
 
-@bp.route("/db/load", methods=["POST"])
-def load() -> Response:
+def load(ctx: Context, req: Request) -> Reply:
     """A SQLite file (replaces the database on every node, through the log)
     or an SQL dump (run as one statement string, undone on error)."""
     start = time.perf_counter()
-    p = _params()
-    return _reply(_store().load(request.get_data()), p, start)
+    p = _params(ctx, req)
+    return _reply(ctx, ctx.store.load(req.body), p, start)
 
 
-@bp.route("/boot", methods=["POST"])
-def boot() -> Response:
+def boot(ctx: Context, req: Request) -> Reply:
     """Single node only: take a SQLite file as the database, bypassing the log."""
-    _params()
-    _store().boot(request.get_data())
-    return Response(b"", status=200)
+    _params(ctx, req)
+    ctx.store.boot(req.body)
+    return empty()
+
+
+ROUTES = [
+    Route("/db/execute", ("POST",), execute),
+    Route("/db/query", ("GET", "POST"), query),
+    Route("/db/request", ("POST",), unified),
+    Route("/db/sql", ("GET", "POST"), show_sql),
+    Route("/db/backup", ("GET",), backup),
+    Route("/db/load", ("POST",), load),
+    Route("/boot", ("POST",), boot),
+]

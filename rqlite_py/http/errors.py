@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-
 from ..disk import DiskError
 from ..driver import ShutdownError
 from ..store import (
@@ -27,64 +24,38 @@ from ..store import (
 from ..write_queue import QueueWaitTimeoutError
 from . import forward
 from .body import BodyError
+from .messages import HttpError, Reply, Request
 from .params import ParamError
-from .responses import json_error, text_error
+from .responses import empty, json_error, text_error
+from .routing import Context
 
 log = logging.getLogger(__name__)
 
 
-def register(app: Flask) -> None:
-    @app.errorhandler(BodyError)
-    @app.errorhandler(ParamError)
-    @app.errorhandler(NoStatementsError)
-    def bad_request(e: ValueError) -> Response:
+def to_reply(e: Exception, ctx: Context, req: Request) -> Reply:
+    if isinstance(e, BodyError | ParamError | InvalidSQLiteError | NoStatementsError):
         return text_error(str(e), 400)
-
-    @app.errorhandler(InvalidSQLiteError)
-    def invalid_sqlite(e: InvalidSQLiteError) -> Response:
-        return text_error(str(e), 400)
-
-    @app.errorhandler(NotSingleNodeError)
-    def not_single_node(e: NotSingleNodeError) -> Response:
-        return text_error(str(e), 503)
-
-    @app.errorhandler(StoreError)
-    def store_error(e: StoreError) -> Response:
-        return json_error(str(e))
-
-    @app.errorhandler(LeaderNotFoundError)
-    def no_leader(e: LeaderNotFoundError) -> Response:
-        return text_error("leader not found", 503)
-
-    @app.errorhandler(QueueWaitTimeoutError)
-    def queue_wait_timeout(e: QueueWaitTimeoutError) -> Response:
+    if isinstance(e, QueueWaitTimeoutError):
         return text_error("queue wait timeout", 408)
-
-    @app.errorhandler(NotLeaderHere)
-    def not_leader(e: NotLeaderHere) -> Response:
-        return forward.to_leader()
-
-    @app.errorhandler(DiskError)
-    def disk_error(e: DiskError) -> Response:
+    if isinstance(e, NotSingleNodeError):
+        return text_error(str(e), 503)
+    if isinstance(e, StoreError):
+        return json_error(req, str(e))
+    if isinstance(e, LeaderNotFoundError):
+        return text_error("leader not found", 503)
+    if isinstance(e, NotLeaderHere):
+        return forward.to_leader(ctx, req)
+    if isinstance(e, DiskError):
         # This node cannot write now; others may. A write that was already
         # waiting may still be committed by the cluster: 503 says only that
         # this node could not see it through.
-        return json_error(str(e), 503)
-
-    @app.errorhandler(ShutdownError)
-    def shutting_down(e: ShutdownError) -> Response:
+        return json_error(req, str(e), 503)
+    if isinstance(e, ShutdownError):
         return text_error("store not open", 503)
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(e: RequestEntityTooLarge) -> Response:
-        return text_error("request body too large", 413)
-
-    @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException) -> Response:
+    if isinstance(e, HttpError):
+        if e.status == 413:
+            return text_error("request body too large", 413)
         # rqlite answers unknown paths and wrong methods with an empty body.
-        return Response(b"", status=e.code or 500)
-
-    @app.errorhandler(Exception)
-    def unexpected(e: Exception) -> Response:
-        log.error("unexpected error serving %s %s", request.method, request.path, exc_info=e)
-        return text_error(f"internal error: {e}", 500)
+        return empty(e.status)
+    log.error("unexpected error serving %s %s", req.method, req.path, exc_info=e)
+    return text_error(f"internal error: {e}", 500)

@@ -6,45 +6,42 @@ from __future__ import annotations
 import logging
 
 import requests
-from flask import Response, current_app, request
 
 from ..cluster import FORWARDED_HEADER
-from ..store import Store
 from . import params
+from .messages import Reply, Request
 from .responses import json_error, text_error
+from .routing import Context
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
 _PASSED_HEADERS = ("Content-Type", "Authorization")
+_RETURNED_HEADERS = ("X-RQLITE-SERVED-BY", "Location")
 
 
-def to_leader() -> Response:
-    store: Store = current_app.extensions["store"]
-    if request.headers.get(FORWARDED_HEADER):
+def to_leader(ctx: Context, req: Request) -> Reply:
+    store = ctx.store
+    if req.headers.get(FORWARDED_HEADER.lower()):
         # The node that forwarded this believed we lead; we do not. Never
         # forward twice: the client retries once the cluster settles.
         return text_error("leader not found", 503)
     api = store.leader_api_addr()
     if not api:
         return text_error("leader not found", 503)
-    query = request.query_string.decode()
-    path = request.path + (f"?{query}" if query else "")
-    if "redirect" in request.args:
-        return Response(b"", status=301, headers={"Location": api + path})
+    if "redirect" in req.args:
+        return Reply(301, headers=[("Location", api + req.target)])
     # Already validated by the handler that raised NotLeaderHere.
-    p = params.parse(request.args.to_dict(flat=True))
+    p = params.parse(req.args)
     timeout_s = p.timeout_s or DEFAULT_TIMEOUT_S
-    headers = {h: request.headers[h] for h in _PASSED_HEADERS if h in request.headers}
+    headers = {h: req.headers[h.lower()] for h in _PASSED_HEADERS if h.lower() in req.headers}
     try:
         r = store.cluster.forward(
-            api, request.method, path, request.get_data(), headers, timeout_s, p.retries
+            api, req.method, req.target, req.body, headers, timeout_s, p.retries
         )
     except requests.RequestException as e:
-        log.warning("forwarding %s to the leader at %s failed: %s", request.path, api, e)
-        return json_error(f"forwarding to leader failed: {e}")
-    out = Response(r.content, status=r.status_code)
-    for h in ("Content-Type", "X-RQLITE-SERVED-BY", "Location"):
-        if h in r.headers:
-            out.headers[h] = r.headers[h]
+        log.warning("forwarding %s to the leader at %s failed: %s", req.path, api, e)
+        return json_error(req, f"forwarding to leader failed: {e}")
+    out = Reply(r.status_code, r.content, r.headers.get("Content-Type", ""))
+    out.headers = [(h, r.headers[h]) for h in _RETURNED_HEADERS if h in r.headers]
     return out

@@ -9,7 +9,6 @@ import sys
 import time
 
 import apsw
-from flask import Blueprint, Response, current_app, request
 
 from .. import __version__
 from ..command import Statement
@@ -17,18 +16,9 @@ from ..raft.types import NodeId
 from ..store import Store
 from ..transport import TransportError
 from . import params
-from .encoding import go_json
-from .responses import JSON, TEXT, text_error
-
-bp = Blueprint("status", __name__)
-
-
-def _store() -> Store:
-    return current_app.extensions["store"]
-
-
-def _json(obj: object, pretty: bool) -> Response:
-    return Response(go_json(obj, pretty=pretty), 200, content_type=JSON)
+from .messages import Reply, Request
+from .responses import json_obj, text, text_error
+from .routing import Context, Route
 
 
 def go_duration(seconds: float) -> str:
@@ -89,16 +79,15 @@ def node_object(store: Store, node_id: str, timeout_s: float = 5.0) -> dict[str,
     return obj
 
 
-@bp.route("/status", methods=["GET"])
-def status() -> Response:
-    p = params.parse(request.args.to_dict(flat=True))
-    doc = _sorted_maps(status_document(_store()))
+def status(ctx: Context, req: Request) -> Reply:
+    p = params.parse(req.args)
+    doc = _sorted_maps(status_document(ctx.store))
     if p.key:
         for part in p.key.split("."):
             if not isinstance(doc, dict) or part not in doc:
                 return text_error(f"key {p.key} not found", 404)
             doc = doc[part]
-    return _json(doc, p.pretty)
+    return json_obj(doc, p.pretty)
 
 
 def _sorted_maps(obj: object) -> object:
@@ -189,65 +178,61 @@ def _size(path: str) -> int:
         return 0
 
 
-@bp.route("/readyz", methods=["GET"])
-def readyz() -> Response:
-    p = params.parse(request.args.to_dict(flat=True))
-    store = _store()
+def readyz(ctx: Context, req: Request) -> Reply:
+    p = params.parse(req.args)
+    store = ctx.store
     lines = ["[+]node ok"]
     if p.noleader:
-        return Response("\n".join(lines), 200, content_type=TEXT)
+        return text("\n".join(lines), 200)
     if not store.raft.leader:
         lines.append("[+]leader does not exist")
-        return Response("\n".join(lines), 503, content_type=TEXT)
+        return text("\n".join(lines), 503)
     lines.append("[+]leader ok")
     if not store.is_ready():
         error = store.driver.disk_error
         lines.append(f"[+]store not ready: {error}" if error else "[+]store not ready")
-        return Response("\n".join(lines), 503, content_type=TEXT)
+        return text("\n".join(lines), 503)
     lines.append("[+]store ok")
     if p.sync:
         target = store.raft.commit_index
         if not store.driver.wait_applied(target, p.timeout_s or 30.0):
             lines.append(f"[+]sync timeout waiting for index {target}")
-            return Response("\n".join(lines), 503, content_type=TEXT)
+            return text("\n".join(lines), 503)
         lines.append("[+]sync ok")
     try:
         store.db.query([Statement("SELECT 1")], transaction=False, timeout_s=5.0)
     except Exception as e:  # the database itself is broken: not ready
         lines.append(f"[+]db {e}")
-        return Response("\n".join(lines), 503, content_type=TEXT)
+        return text("\n".join(lines), 503)
     lines.append("[+]db ok")
-    return Response("\n".join(lines), 200, content_type=TEXT)
+    return text("\n".join(lines), 200)
 
 
-@bp.route("/nodes", methods=["GET"])
-def nodes() -> Response:
-    p = params.parse(request.args.to_dict(flat=True))
-    store = _store()
+def nodes(ctx: Context, req: Request) -> Reply:
+    p = params.parse(req.args)
+    store = ctx.store
     ids = list(store.raft.voters) + (list(store.raft.learners) if p.nonvoters else [])
     objs = [node_object(store, n, p.timeout_s or 5.0) for n in sorted(ids)]
     if p.ver == "2":
-        return _json({"nodes": objs}, p.pretty)
-    return _json({o["id"]: {k: v for k, v in o.items() if k != "id"} for o in objs}, p.pretty)
+        return json_obj({"nodes": objs}, p.pretty)
+    return json_obj({o["id"]: {k: v for k, v in o.items() if k != "id"} for o in objs}, p.pretty)
 
 
-@bp.route("/leader", methods=["GET"])
-def leader() -> Response:
-    p = params.parse(request.args.to_dict(flat=True))
-    store = _store()
+def leader(ctx: Context, req: Request) -> Reply:
+    p = params.parse(req.args)
+    store = ctx.store
     if not store.raft.leader:
         return text_error("leader not found", 503)
-    return _json(node_object(store, store.raft.leader, p.timeout_s or 5.0), p.pretty)
+    return json_obj(node_object(store, store.raft.leader, p.timeout_s or 5.0), p.pretty)
 
 
-@bp.route("/debug/vars", methods=["GET"])
-def debug_vars() -> Response:
-    p = params.parse(request.args.to_dict(flat=True))
-    store = _store()
+def debug_vars(ctx: Context, req: Request) -> Reply:
+    p = params.parse(req.args)
+    store = ctx.store
     raft = store.raft
     doc: dict[str, object] = {
         "cmdline": sys.argv,
-        "http": current_app.extensions["stats"].snapshot(),
+        "http": ctx.stats.snapshot(),
         "transport": {
             "bad_frames": store.transport.bad_frames,
             "dropped_messages": store.transport.dropped_messages(),
@@ -269,4 +254,13 @@ def debug_vars() -> Response:
         if p.key not in doc:
             return text_error(f"key {p.key} not found", 404)
         doc = {p.key: doc[p.key]}
-    return _json(doc, p.pretty)
+    return json_obj(doc, p.pretty)
+
+
+ROUTES = [
+    Route("/status", ("GET",), status),
+    Route("/readyz", ("GET",), readyz),
+    Route("/nodes", ("GET",), nodes),
+    Route("/leader", ("GET",), leader),
+    Route("/debug/vars", ("GET",), debug_vars),
+]
