@@ -92,6 +92,10 @@ def run(cfg: config.NodeConfig) -> int:
         compress_snapshots=cfg.compress_snap_transport,
         reap_voter_timeout_s=cfg.raft_reap_node_timeout_s,
         reap_learner_timeout_s=cfg.raft_reap_read_only_node_timeout_s,
+        write_queue_capacity=cfg.write_queue_capacity,
+        write_queue_batch_size=cfg.write_queue_batch_size,
+        write_queue_timeout_s=cfg.write_queue_timeout_s,
+        write_queue_tx=cfg.write_queue_tx,
     )
     stop = threading.Event()
 

@@ -462,6 +462,10 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "raft-reap-node-timeout",
         "raft-reap-read-only-node-timeout",
         "raft-cluster-remove-shutdown",
+        "write-queue-capacity",
+        "write-queue-batch-size",
+        "write-queue-timeout",
+        "write-queue-tx",
         "version",
     }
 )

@@ -26,7 +26,7 @@ from . import command, db, sql
 from .cluster import Cluster, JoinError
 from .command import Command, Kind, Statement
 from .disk import DiskError, guarded
-from .driver import Driver, LeadershipLostError, RaftStatus, Timing
+from .driver import Driver, LeadershipLostError, RaftStatus, ShutdownError, Timing
 from .fsm import StateMachine, remove_database_files
 from .logstore import LogStore
 from .raft.core import (
@@ -52,6 +52,7 @@ from .raft.types import (
 from .results import Response, Result
 from .snapshots import SnapshotStore
 from .transport import Transport, TransportError, call
+from .write_queue import QueueClosedError, QueueConfig, WriteQueue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,6 +62,13 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 # VM steps per second of db_timeout for writes: a deterministic stand-in for
 # wall-clock time, so every node interrupts a runaway write at the same step.
 STEPS_PER_SECOND = 20_000_000
+
+QUEUE_WAIT_TIMEOUT_S = 30.0
+"""How long `queue&wait` waits when the request names no `timeout` (rqlite's)."""
+QUEUE_FORWARD_TIMEOUT_S = 30.0
+"""A follower's wait for the leader's answer to a forwarded batch (rqlite's)."""
+QUEUE_DRAIN_S = 5.0
+"""On a graceful stop, how long queued writes may take to be written."""
 
 
 class StoreError(Exception):
@@ -96,6 +104,13 @@ class LeaderNotFoundError(Exception):
 
     def __init__(self) -> None:
         super().__init__("leader not found")
+
+
+class NoStatementsError(ValueError):
+    """A queued write with no statements and no `wait`: 400."""
+
+    def __init__(self) -> None:
+        super().__init__("no statements")
 
 
 class NotLeaderHere(Exception):  # noqa: N818 - a routing signal, not a failure
@@ -169,6 +184,10 @@ class StoreConfig:
     reap_voter_timeout_s: float = 0.0
     reap_learner_timeout_s: float = 0.0
     snap_wal_bytes: int = 4 << 20
+    write_queue_capacity: int = 1024
+    write_queue_batch_size: int = 128
+    write_queue_timeout_s: float = 0.05
+    write_queue_tx: bool = False
 
 
 class Store:
@@ -243,6 +262,15 @@ class Store:
         # Not ready until the log committed before this start is re-applied,
         # so a freshly restarted node never serves a half-rebuilt database.
         self._startup_commit = self.logstore.hard_state().commit
+        self.write_queue = WriteQueue(
+            self._submit_queued,
+            QueueConfig(
+                capacity=cfg.write_queue_capacity,
+                batch_size=cfg.write_queue_batch_size,
+                timeout_s=cfg.write_queue_timeout_s,
+                transaction=cfg.write_queue_tx,
+            ),
+        )
 
     def _recover(self, peers_path: str) -> None:
         """Quorum loss: an operator wrote raft/peers.json with the members
@@ -313,6 +341,7 @@ class Store:
 
     def open(self) -> None:
         self.transport.listen()
+        self.write_queue.start()
         if self._needs_join and self.cfg.bootstrap_expect:
             return  # join() starts Raft once the cluster exists (or is made here)
         self._start_raft()
@@ -453,6 +482,8 @@ class Store:
         return not self.is_leader()
 
     def close(self) -> None:
+        # Queued writes first, while Raft and the peers are still there.
+        self.write_queue.stop(QUEUE_DRAIN_S)
         self._closed.set()
         self.transport.stop()
         self.driver.stop()
@@ -624,6 +655,72 @@ class Store:
         cmd = Command(kind, tuple(stmts), opts.transaction, self._step_budget(opts))
         return Proposal(self, self.driver.propose(command.encode(cmd)))
 
+    # -- queued writes ----------------------------------------------------------
+    def queue_write(
+        self,
+        statements: Sequence[Statement] | None,
+        opts: SqlOptions,
+        *,
+        wait: bool,
+        timeout_s: float = 0.0,
+        noleader: bool = False,
+    ) -> int:
+        """`/db/execute?queue`: queue the statements, written later in a batch
+        (write_queue.py); returns the request's sequence number. `None` means
+        the body held no statements, allowed only with `wait` (a flush
+        barrier). With `wait`, returns once the batch holding the request is
+        written, or raises QueueWaitTimeoutError after `timeout_s` (default
+        30 s). `transaction` and `db_timeout` are the queue's, not the
+        request's; the rewrite options apply, here, once."""
+        # Leader check first, as rqlite: a node that cannot see a cluster
+        # should not take writes it may never be able to pass on.
+        if not noleader and not self.raft.leader:
+            raise LeaderNotFoundError()
+        if statements is None:
+            if not wait:
+                raise NoStatementsError()
+            statements = ()
+        stmts = self._prepare(statements, opts, rewrite=True)
+        try:
+            return self.write_queue.write(
+                stmts, wait=wait, timeout_s=timeout_s or QUEUE_WAIT_TIMEOUT_S
+            )
+        except QueueClosedError as e:
+            raise ShutdownError("node is shutting down") from e
+
+    def queue_status(self) -> dict[str, int]:
+        """/status `http.queue._default`: `sequence_number` is the highest
+        one written so far."""
+        return self.write_queue.stats()
+
+    def _submit_queued(self, stmts: tuple[Statement, ...], transaction: bool) -> list[str]:
+        """One batch of queued writes as one log entry: proposed here on the
+        leader, forwarded to the leader's /db/execute from a follower. Raises
+        on any failure (the queue retries); returns the statements' errors."""
+        try:
+            resp = self._through_log(Kind.EXECUTE, list(stmts), SqlOptions(transaction=transaction))
+        except NotLeaderHere:
+            return self._forward_queued(stmts, transaction)
+        return [r.error for r in resp.results if r.error]
+
+    def _forward_queued(self, stmts: tuple[Statement, ...], transaction: bool) -> list[str]:
+        api = self.leader_api_addr()
+        if not api:
+            raise LeaderNotFoundError()
+        # Already rewritten on this node: `noparse` keeps the leader from
+        # doing it again.
+        path = "/db/execute?noparse" + ("&transaction" if transaction else "")
+        headers = {"Content-Type": "application/json"}
+        r = self.cluster.forward(
+            api, "POST", path, request_body(stmts), headers, QUEUE_FORWARD_TIMEOUT_S, 0
+        )
+        if r.status_code != 200:
+            raise StoreError(f"leader at {api} answered {r.status_code}: {r.text.strip()}")
+        answer = r.json()
+        if answer.get("error"):
+            raise StoreError(f"leader at {api}: {answer['error']}")
+        return [str(res["error"]) for res in answer.get("results", []) if res.get("error")]
+
     def _step_budget(self, opts: SqlOptions) -> int:
         return int(opts.db_timeout_s * STEPS_PER_SECOND) if opts.db_timeout_s > 0 else 0
 
@@ -776,3 +873,22 @@ class Proposal:
     def _response(self, timeout_s: float) -> Response:
         index, results = self.store._wait(self.future, timeout_s)
         return Response(results=results, raft_index=index)
+
+
+def request_body(stmts: Sequence[Statement]) -> bytes:
+    """Statements as an rqlite JSON request body (API.md §a.3), the inverse of
+    http/body.py: BLOB parameters as `x'..'` literals, named ones as one object."""
+
+    def value(v: object) -> object:
+        return f"x'{v.hex().upper()}'" if isinstance(v, bytes) else v
+
+    items: list[object] = []
+    for s in stmts:
+        if not s.params and not s.named:
+            items.append(s.sql)
+            continue
+        item: list[object] = [s.sql, *(value(v) for v in s.params)]
+        if s.named:
+            item.append({k: value(v) for k, v in s.named})
+        items.append(item)
+    return json.dumps(items, separators=(",", ":")).encode()

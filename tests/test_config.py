@@ -528,7 +528,7 @@ def test_validate_catches_directly_built_configs() -> None:
     [
         (["-disco-mode", "dns", "-bootstrap-expect", "3"], "disco-mode"),
         (["-auto-optimize-int", "1h"], "auto-optimize-int"),
-        (["-write-queue-tx"], "write-queue-tx"),
+        (["-extensions-path", "ext"], "extensions-path"),
         (["-auth", "users.json"], "auth"),
         (["-raft-commit-timeout", "10ms"], "raft-commit-timeout"),
         (["-cdc-config", "stdout"], "cdc-config"),
@@ -547,6 +547,8 @@ def test_warning_for_unimplemented_flag(argv: list[str], flag: str) -> None:
         [],
         ["-raft-snap", "8192", "-join-interval", "3s", "-raft-shutdown-stepdown"],
         ["-disco-key=rqlite", "-auto-optimize-int=24h", "-write-queue-timeout=50ms"],
+        ["-write-queue-capacity=10", "-write-queue-batch-size=2", "-write-queue-timeout=1s"],
+        ["-write-queue-tx"],
         ["-node-id", "n1", "-http-addr", "h:1", "-raft-addr", "h:2", "-fk"],
         ["-raft-heartbeat-timeout=2s", "-raft-election-timeout=2s", "-raft-apply-timeout=1s"],
         ["-raft-log-level=INFO", "-http-max-body-bytes=1", "-db-max-ro-conns=1", "d"],
@@ -558,9 +560,9 @@ def test_no_warning_for_defaults_or_implemented_flags(argv: list[str]) -> None:
 
 
 def test_one_warning_per_flag_in_command_line_order() -> None:
-    _, warnings = parse_args(["-write-queue-tx", "-auth=a", "-write-queue-tx=true", "-fk"])
+    _, warnings = parse_args(["-cdc-config=a", "-auth=a", "-cdc-config=b", "-fk"])
     assert warnings == [
-        "flag -write-queue-tx is accepted but not implemented yet; ignored",
+        "flag -cdc-config is accepted but not implemented yet; ignored",
         "flag -auth is accepted but not implemented yet; ignored",
     ]
 

@@ -5,18 +5,23 @@ parameters, and bad input."""
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rqlite_py import command, sql
+from rqlite_py.command import Statement
 from rqlite_py.driver import LeadershipLostError
 from rqlite_py.http.app import create_app
+from rqlite_py.http.body import parse_json
 from rqlite_py.raft.core import ProposalDroppedError
 from rqlite_py.raft.types import NodeId
-from rqlite_py.store import Store, StoreConfig
+from rqlite_py.store import NotLeaderHere, Store, StoreConfig
 from tests.app_client import AppClient
 from tests.system.node import free_port
 
@@ -462,3 +467,156 @@ def test_only_a_leaders_plain_write_begins_on_the_event_loop(store: Store) -> No
         Request("POST", "/db/execute", "", {}, b"not json"),  # the worker answers the 400
     ):
         assert app.begin(req) is None, req
+
+
+# -- queued writes (API.md §c) ---------------------------------------------------
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Iterator[Callable[..., Store]]:
+    """A single-node store with its own config; `opened=False` leaves it
+    without Raft (so without a leader)."""
+    made: list[Store] = []
+
+    def make(*, opened: bool = True, **cfg: Any) -> Store:
+        s = Store(
+            StoreConfig(
+                data_dir=str(tmp_path / f"node{len(made)}"),
+                node_id=NodeId("n1"),
+                raft_addr=f"127.0.0.1:{free_port()}",
+                http_addr="127.0.0.1:4001",
+                **cfg,
+            )
+        )
+        made.append(s)
+        if opened:
+            s.open()
+            deadline = time.monotonic() + 10
+            while not s.is_ready():
+                assert time.monotonic() < deadline, "store never became ready"
+                time.sleep(0.005)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def queued(client: AppClient, body: object, qs: str = "") -> int:
+    r = client.post("/db/execute?queue" + qs, data=json.dumps(body))
+    assert r.status_code == 200, r.data
+    assert re.fullmatch(rb'\{"results":\[\],"sequence_number":\d+\}', r.data), r.data
+    return r.get_json()["sequence_number"]
+
+
+def test_queued_writes_answer_at_once_and_wait_is_a_barrier(foo: AppClient) -> None:
+    first = queued(foo, [["INSERT INTO foo(name) VALUES(?)", "q1"], "INSERT INTO nope VALUES(1)"])
+    assert queued(foo, [["INSERT INTO foo(name) VALUES(:n)", {"n": "q2"}]]) == first + 1
+    barrier = queued(foo, [], "&wait")  # no statements: allowed with wait
+    assert barrier == first + 2
+    # Everything queued before the barrier is written; the SQL error went nowhere.
+    assert q(foo, ["SELECT name FROM foo ORDER BY id"]) == (
+        b'{"results":[{"columns":["name"],"types":["text"],"values":[["fiona"],["q1"],["q2"]]}]}'
+    )
+    status = json.loads(foo.get("/status?key=http.queue._default").data)
+    assert status["sequence_number"] == barrier
+    assert status["statement_errors"] == 1
+
+
+def test_queued_write_bodies(foo: AppClient) -> None:
+    r = foo.post("/db/execute?queue", data=b"[]")
+    assert (r.status_code, r.data) == (400, b"no statements\n")
+    # rqlite's quirk: a body that is not a request is queued, as an empty one;
+    # text/plain is parsed as JSON too.
+    queued(foo, "not a request")
+    r = foo.post(
+        "/db/execute?queue", data=b"INSERT INTO foo(name) VALUES('t')", content_type="text/plain"
+    )
+    assert r.status_code == 200 and b"sequence_number" in r.data
+    r = foo.post("/db/execute?queue", data=json.dumps(["PRAGMA journal_mode=DELETE"]))
+    assert r.get_json() == {"results": [], "error": "disallowed pragma"}
+    queued(foo, [], "&wait")
+    assert q(foo, ["SELECT COUNT(*) FROM foo"]) == (
+        b'{"results":[{"columns":["COUNT(*)"],"types":["integer"],"values":[[1]]}]}'
+    )
+
+
+def test_queued_writes_are_rewritten_once_at_enqueue(
+    client: AppClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex(client, ["CREATE TABLE r (v INTEGER)"])
+    calls: list[str] = []
+    rewrite = sql.rewrite
+
+    def counting(text: str, **kw: bool) -> str:
+        calls.append(text)
+        return rewrite(text, **kw)
+
+    monkeypatch.setattr(sql, "rewrite", counting)
+    queued(client, ["INSERT INTO r(v) VALUES(RANDOM())"], "&wait")
+    assert calls == ["INSERT INTO r(v) VALUES(RANDOM())"]
+    last = store.logstore.last_index()
+    [entry] = store.logstore.entries(last, last + 1, 1 << 20)
+    [stmt] = command.decode(entry.data).statements
+    assert "RANDOM()" not in stmt.sql.upper()
+
+
+def test_queued_write_needs_a_leader_unless_noleader(make_store: Callable[..., Store]) -> None:
+    client = AppClient(create_app(make_store(opened=False)))
+    r = client.post("/db/execute?queue", data=b'["SELECT 1"]')
+    assert (r.status_code, r.data) == (503, b"leader not found\n")
+    queued(client, ["SELECT 1"], "&noleader")
+
+
+def test_queue_wait_timeout_is_408(make_store: Callable[..., Store]) -> None:
+    client = AppClient(create_app(make_store(write_queue_timeout_s=60.0)))
+    r = client.post("/db/execute?queue&wait&timeout=50ms", data=b'["CREATE TABLE t (x)"]')
+    assert (r.status_code, r.data) == (408, b"queue wait timeout\n")
+    assert r.content_type == "text/plain; charset=utf-8"
+
+
+def test_queue_tx_runs_each_batch_in_one_transaction(make_store: Callable[..., Store]) -> None:
+    client = AppClient(
+        create_app(
+            make_store(write_queue_tx=True, write_queue_batch_size=2, write_queue_timeout_s=60.0)
+        )
+    )
+    ex(client, ["CREATE TABLE t (x INTEGER NOT NULL)"])
+    queued(client, ["INSERT INTO t VALUES(1)"])
+    queued(client, ["INSERT INTO t VALUES(NULL)"], "&wait")  # fails: the batch rolls back
+    assert q(client, ["SELECT COUNT(*) FROM t"]) == (
+        b'{"results":[{"columns":["COUNT(*)"],"types":["integer"],"values":[[0]]}]}'
+    )
+
+
+def test_a_follower_forwards_batches_already_rewritten(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[str, str, bytes]] = []
+
+    class Answer:
+        status_code = 200
+        text = ""
+
+        @staticmethod
+        def json() -> object:
+            return {"results": [{"last_insert_id": 1, "rows_affected": 1}, {"error": "boom"}]}
+
+    def not_leader(*args: object) -> object:
+        raise NotLeaderHere(NodeId("n2"))
+
+    def forward(api: str, method: str, path: str, data: bytes, *rest: object) -> Answer:
+        sent.append((api, path, data))
+        return Answer()
+
+    monkeypatch.setattr(store, "_through_log", not_leader)
+    monkeypatch.setattr(store, "leader_api_addr", lambda: "http://leader:4001")
+    monkeypatch.setattr(store.cluster, "forward", forward)
+    stmts = (
+        Statement("INSERT INTO t VALUES(?, ?, ?)", (b"\x01\xff", 1.5, None)),
+        Statement("INSERT INTO t VALUES(:a)", (), (("a", "x'zz'"),)),
+    )
+    assert store._submit_queued(stmts, True) == ["boom"]
+    [(api, path, data)] = sent
+    assert (api, path) == ("http://leader:4001", "/db/execute?noparse&transaction")
+    assert parse_json(data) == list(stmts)

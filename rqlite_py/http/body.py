@@ -43,6 +43,16 @@ def parse_json(body: bytes) -> list[Statement]:
     return [_statement(item) for item in obj]
 
 
+def parse_queued(body: bytes) -> list[Statement] | None:
+    """A queued write's body, always JSON (whatever the Content-Type). rqlite's
+    quirk, kept: a body that is not a valid request is queued as an empty one,
+    not refused. None for `[]` (no statements: refused unless `wait`)."""
+    try:
+        return parse_json(body)
+    except BodyError as e:
+        return None if str(e) == "no statements" else []
+
+
 def _statement(item: object) -> Statement:
     if type(item) is str:
         return Statement(item)

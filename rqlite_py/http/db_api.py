@@ -17,7 +17,7 @@ from ..store import Level, Proposal, ReadOptions, SqlOptions
 from . import body, params
 from .encoding import encode_response
 from .messages import Reply, Request
-from .params import ParamError, QueryParams
+from .params import QueryParams
 from .responses import JSON, empty, json_obj
 from .routing import Context, Route
 
@@ -75,7 +75,14 @@ def execute(ctx: Context, req: Request) -> Reply:
     start = time.perf_counter()
     p = _params(ctx, req)
     if p.queue:
-        raise ParamError("queued writes (queue) are not supported yet")
+        seq = ctx.store.queue_write(
+            body.parse_queued(req.body),
+            _sql_options(p),
+            wait=p.wait,
+            timeout_s=p.timeout_s,
+            noleader=p.noleader,
+        )
+        return _reply(ctx, DbResponse(sequence_number=seq), p, start)
     stmts = _statements(req, p, allow_text=True)
     return _reply(ctx, ctx.store.execute(stmts, _sql_options(p)), p, start)
 

@@ -1,10 +1,10 @@
 """The one place where exceptions become rqlite responses (API.md §a.5).
 
 Request-level errors that rqlite reports inside a 200 JSON body stay 200;
-malformed requests are 400 plain text; no leader is 503; a disk that fails
-(full, I/O error) is 503 with rqlite's JSON error body (docs/extensions.md);
-everything else unexpected is a 500 that names the error and leaves the node
-serving.
+malformed requests are 400 plain text; no leader is 503; a queued write's
+`wait` that runs out of time is 408; a disk that fails (full, I/O error) is
+503 with rqlite's JSON error body (docs/extensions.md); everything else
+unexpected is a 500 that names the error and leaves the node serving.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from ..driver import ShutdownError
 from ..store import (
     InvalidSQLiteError,
     LeaderNotFoundError,
+    NoStatementsError,
     NotLeaderHere,
     NotSingleNodeError,
     StoreError,
 )
+from ..write_queue import QueueWaitTimeoutError
 from . import forward
 from .body import BodyError
 from .messages import HttpError, Reply, Request
@@ -31,8 +33,10 @@ log = logging.getLogger(__name__)
 
 
 def to_reply(e: Exception, ctx: Context, req: Request) -> Reply:
-    if isinstance(e, BodyError | ParamError | InvalidSQLiteError):
+    if isinstance(e, BodyError | ParamError | InvalidSQLiteError | NoStatementsError):
         return text_error(str(e), 400)
+    if isinstance(e, QueueWaitTimeoutError):
+        return text_error("queue wait timeout", 408)
     if isinstance(e, NotSingleNodeError):
         return text_error(str(e), 503)
     if isinstance(e, StoreError):

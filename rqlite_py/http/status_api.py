@@ -111,7 +111,7 @@ def status_document(store: Store) -> dict[str, object]:
         "http": {
             "auth": "disabled",
             "bind_addr": store.cfg.http_addr,
-            "queue": {"_default": {"sequence_number": 0}},
+            "queue": {"_default": store.queue_status()},
         },
         "last_backup_time": "",
         "node": {
