@@ -253,7 +253,7 @@ class RssSampler:
 
 
 def wait_for(what: str, check: object, deadline_s: float, period: float = 0.1) -> object:
-    """Poll check() until it returns something truthy; SystemExit past the deadline."""
+    """Poll check() until it returns something truthy; TimeoutError past the deadline."""
     end = time.monotonic() + deadline_s
     last_error = ""
     while True:
@@ -277,15 +277,17 @@ class Cluster:
         self.size = size
         self.extra = extra_flags or []
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.args: dict[str, list[str]] = {}
+        self.env: dict[str, str] = {}
         self.urls: dict[str, str] = {}
         self.dirs: dict[str, str] = {}
         self.sampler: RssSampler | None = None
         self.session = requests.Session()
 
     def start(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        self.env = dict(os.environ)
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT)] + [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
         )
         first_raft = ""
         for i in range(self.size):
@@ -299,25 +301,44 @@ class Cluster:
             else:
                 args += ["-join", first_raft]
             self.dirs[node] = os.path.join(self.base, node)
-            with open(os.path.join(self.base, f"{node}.log"), "wb") as out:
-                self.procs[node] = subprocess.Popen(
-                    [*args, self.dirs[node]], stdout=out, stderr=out, cwd=ROOT, env=env
-                )
+            self.args[node] = [*args, self.dirs[node]]
             self.urls[node] = f"http://127.0.0.1:{http}"
+            self._spawn(node)
             if i == 0:  # the others join it: it must lead first
                 self._wait_ready(node)
+        self._wait_cluster()
+
+    def _spawn(self, node: str) -> None:
+        with open(os.path.join(self.base, f"{node}.log"), "ab") as out:
+            self.procs[node] = subprocess.Popen(
+                self.args[node], stdout=out, stderr=out, cwd=ROOT, env=self.env
+            )
+
+    def _wait_cluster(self) -> None:
         for node in self.urls:
             self._wait_ready(node)
         wait_for(f"{self.size} reachable nodes", self._all_reachable, 60)
         self.sampler = RssSampler({n: p.pid for n, p in self.procs.items()})
 
-    def _wait_ready(self, node: str) -> None:
+    def restart(self, deadline_s: float = 600) -> float:
+        """Stop every node gracefully and start them again on the same data
+        and addresses; returns the seconds until the cluster was ready."""
+        self.stop()
+        t = time.monotonic()
+        for node in self.args:
+            self._spawn(node)
+        for node in self.urls:
+            self._wait_ready(node, deadline_s)
+        self._wait_cluster()
+        return time.monotonic() - t
+
+    def _wait_ready(self, node: str, deadline_s: float = 60) -> None:
         def ready() -> bool:
             if self.procs[node].poll() is not None:
-                raise SystemExit(f"{node} exited; see {self.base}/{node}.log")
+                raise RuntimeError(f"{node} exited; see {self.base}/{node}.log")
             return self.session.get(self.urls[node] + "/readyz", timeout=2).status_code == 200
 
-        wait_for(f"{node} /readyz", ready, 60)
+        wait_for(f"{node} /readyz", ready, deadline_s)
 
     def _all_reachable(self) -> bool:
         doc = self.session.get(self.leader() + "/nodes", timeout=10).json()
