@@ -16,7 +16,7 @@
 3. Growth: a fresh cluster of the first size grown through the API (bulk
    INSERTs of 1 KB rows, 1000 per request) to each of --sizes MB; at each
    size, writes at 32 connections and random point reads over the whole
-   database.
+   database; at the largest, again after restarting the nodes.
 
 VmRSS of every node is sampled throughout (/proc/PID/status), and each
 workload reports the maximum per node. At the end: one table, the ratios
@@ -340,7 +340,7 @@ def growth(run: Run, size: int, sizes_mb: list[int]) -> None:
             run.growth.append(row)
             row["restart_s"] = cluster.restart()
             log(f"restarted the {size} nodes on {mb} MB in {row['restart_s']:.1f} s")
-            measure_at(run, cluster, f"{tag} @{mb}MB after restart", row)
+            measure_at(run, cluster, f"{tag} @{mb}MB restarted", row)
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
@@ -360,7 +360,7 @@ def measure_at(run: Run, cluster: Cluster, tag: str, row: dict[str, object]) -> 
     )
     row["read"] = run.record(
         cluster,
-        f"{tag} read weak c=32 random rows",
+        f"{tag} read weak c=32 any row",
         lambda: wrk(
             32,
             s,
@@ -399,12 +399,12 @@ def report(run: Run, a: argparse.Namespace, started: float) -> None:
         "RSS = max VmRSS per node (n1/n2/...) during the workload, MB"
     )
     p("")
-    p(f"{'workload':<48} {'rate':>16} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}  {'RSS MB':<20}")
+    p(f"{'workload':<54} {'rate':>16} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}  {'RSS MB':<20}")
     table = {**run.peers, **run.table}
     for name, r in table.items():
         bad = "-" if name in run.peers else str(r.bad)
         p(
-            f"{name:<48} {fmt_rate(r):>16} {r.p50:>8.2f} {r.p99:>8.2f} {bad:>7}  "
+            f"{name:<54} {fmt_rate(r):>16} {r.p50:>8.2f} {r.p99:>8.2f} {bad:>7}  "
             f"{_rss(r.rss):<20} {r.note}"
         )
 
