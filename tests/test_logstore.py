@@ -64,3 +64,24 @@ def test_config_entries_keep_their_type(tmp_path: Path) -> None:
     s.save((e,), None)
     s.close()
     assert LogStore(path).entries(Index(1), Index(2), 100) == [e]
+
+
+def test_the_entry_cache_is_bounded_in_bytes(tmp_path: Path) -> None:
+    """Found by issue 7's benchmark: 4096 cached entries of a bulk load kept
+    a node at 1 GB resident. Evicted entries are read back from the file."""
+    from rqlite_py import logstore
+
+    s = LogStore(str(tmp_path / "raft.db"))
+    big = 1 << 20
+    for i in range(1, 41):
+        s.save(entries(i, i, 1, size=big), None)
+    assert s._cache.bytes <= logstore._CACHE_BYTES
+    assert s._cache.get(1) is None and s._cache.get(40) is not None
+    got = s.entries(Index(1), Index(41), 1 << 30)
+    assert [e.index for e in got] == list(range(1, 41))
+    assert all(len(e.data) == big for e in got)
+    s.save(entries(30, 30, 2, size=big), None)  # truncation drops cached entries after it
+    assert s._cache.get(31) is None and s._cache.get(30) is not None
+    assert s._cache.bytes == sum(
+        s._cache.get(i).size() for i in range(1, 41) if s._cache.get(i) is not None
+    )
