@@ -146,6 +146,10 @@ class RaftCore:
         self._pending_reads: list[_PendingRead] = []
         self._reads_awaiting_commit: list[int] = []
         self._read_seq = 0
+        self._read_round = 0
+        """The read sequence number of the heartbeat round in flight (0: none).
+        Reads that arrive meanwhile wait for it to be confirmed and share the
+        next round, so a burst of reads costs a few rounds, not one each."""
         self._needs_bcast = False
         self._needs_read_heartbeat = False
         # Timers.
@@ -289,7 +293,7 @@ class RaftCore:
             or self._msgs_after
             or self._read_states
             or self._needs_bcast
-            or self._needs_read_heartbeat
+            or (self._needs_read_heartbeat and not self._read_round)
             or self.log.unstable
             or self.log.pending_snapshot is not None
             or self._hard_state() != self._prev_hard_state
@@ -300,8 +304,9 @@ class RaftCore:
         if self._needs_bcast:
             self._needs_bcast = False
             self._bcast_append()
-        if self._needs_read_heartbeat:
+        if self._needs_read_heartbeat and not self._read_round:
             self._needs_read_heartbeat = False
+            self._read_round = self._read_seq
             self._bcast_heartbeat(self._read_seq)
         hs = self._hard_state()
         rd = Ready(
@@ -448,6 +453,7 @@ class RaftCore:
         self._reads_awaiting_commit = []
         self._needs_bcast = False
         self._needs_read_heartbeat = False
+        self._read_round = 0
 
     def _reset_timers(self) -> None:
         self.election_elapsed = 0
@@ -526,6 +532,11 @@ class RaftCore:
                 return
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
             self.heartbeat_elapsed = 0
+            if self._pending_reads:
+                # Also a new round for every read waiting (a lost round is
+                # retried here).
+                self._needs_read_heartbeat = False
+                self._read_round = self._read_seq
             self._bcast_heartbeat(self._read_seq if self._pending_reads else 0)
 
     def _quorum_active(self) -> bool:
@@ -706,6 +717,10 @@ class RaftCore:
         ):
             p = self._pending_reads.pop(0)
             self._read_states.append(ReadState(p.index, p.request_id))
+        if self._read_round and (
+            not self._pending_reads or self._pending_reads[0].seq > self._read_round
+        ):
+            self._read_round = 0  # confirmed: the reads that came meanwhile go next
 
     # ======================================================================
     # Candidate and follower
