@@ -424,13 +424,29 @@ class Driver:
                 work.future.set_exception(e)
 
     def _handle(self, rd: Ready) -> None:
-        for m in rd.messages:
-            self._send(m)
+        # Messages go out before the fsync, so that followers persist in
+        # parallel with the leader (dissertation §10.2.1). A leader's Ready
+        # with nothing to persist but entries to apply (a commit) applies
+        # first: the client waiting for that entry is answered before the
+        # leader spends time telling followers the new commit index.
+        early = (
+            rd.soft_state.role is not Role.LEADER
+            or bool(rd.entries)
+            or rd.snapshot is not None
+            or not rd.committed_entries
+        )
+        if early:
+            for m in rd.messages:
+                self._send(m)
         self._pending = _Pending(rd, was_leader=self.status.role is Role.LEADER)
         try:
             self._proceed()
         except DiskError as e:
             self._stall(e)
+        finally:
+            if not early:
+                for m in rd.messages:
+                    self._send(m)
 
     def _proceed(self) -> None:
         """Carry out the pending Ready from where it stopped. Raises
