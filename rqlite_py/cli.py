@@ -7,6 +7,7 @@ finishes in-flight requests, then the Raft loop and the files are closed.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -139,6 +140,13 @@ def run(cfg: config.NodeConfig) -> int:
         server.stop(SHUTDOWN_GRACE_S)
         store.close()
         return 1
+    # The objects of a started node live as long as it does: keep them out
+    # of every later collection, and collect young objects less often. A
+    # full collection walks every object in the heap while holding the GIL,
+    # which showed as write tail latency (issue 7: A/B at 32 clients, p99
+    # 22 -> 19 ms, +9% writes/s).
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
     log.info(
         "node %s serving HTTP on %s, Raft on %s, data in %s",
         cfg.node_id,
