@@ -196,6 +196,9 @@ class Driver:
         self._reads: dict[int, Future[Index]] = {}
         self._reads_waiting_apply: list[tuple[Index, Future[Index]]] = []
         self._read_ids = itertools.count(1)
+        self._read_lock = threading.Lock()
+        self._next_read: Future[Index] | None = None
+        """A read-index request not yet taken by the loop (see read_index)."""
         self._running = False
         self._thread = threading.Thread(target=self._loop, name=f"raft-{node_id}", daemon=True)
         self._last_contact = time.monotonic()
@@ -252,11 +255,23 @@ class Driver:
 
     def read_index(self) -> Future[Index]:
         """Completes with a read index once leadership is confirmed by a
-        quorum and this node has applied up to it (dissertation §6.4)."""
-        fut: Future[Index] = Future()
+        quorum and this node has applied up to it (dissertation §6.4).
+
+        Reads that ask before the Raft loop has taken the previous request
+        share it: one future, one read index taken when the loop gets to it,
+        which is after each of them arrived, so it is recent enough for all
+        (and the leadership check comes later still)."""
+        with self._read_lock:
+            pending = self._next_read
+            if pending is not None and not pending.done():  # done: dropped or refused
+                return pending
+            fut: Future[Index] = Future()
+            self._next_read = fut
         rid = next(self._read_ids)
 
         def do() -> None:
+            with self._read_lock:
+                self._next_read = None
             try:
                 self.core.read_index(rid)
             except RaftError as e:
