@@ -26,6 +26,7 @@ from .disk import environmental
 from .results import ExecuteResult, QueryResult, Result, Value
 
 BUSY_TIMEOUT_MS = 5000
+READER_CACHE_KIB = 512
 WRITE_VIA_QUERY = "attempt to change database via query operation"
 _TIME_TYPES = frozenset({"date", "datetime", "timestamp"})
 _TEXT_PREFIXES = (
@@ -70,6 +71,11 @@ def _open(path: str, *, readonly: bool, foreign_keys: bool) -> apsw.Connection:
         # The Raft log is the durable copy; this file is rebuilt from it.
         conn.execute("PRAGMA synchronous=OFF")
     conn.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+    if readonly:
+        # Every pooled reader has a private page cache (2 MB by default): 32
+        # concurrent readers held 64 MB of a node's heap (issue 7's memory
+        # target). Pages missed here come from the OS page cache.
+        conn.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
     return conn
 
 
