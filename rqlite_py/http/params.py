@@ -92,7 +92,7 @@ class QueryParams:
 
 
 def parse(args: Mapping[str, str]) -> QueryParams:
-    """`args` maps each key to its first value (werkzeug's MultiDict.get)."""
+    """`args` maps each key to its first value (Request.args)."""
     unknown = sorted(k for k in args if k not in KNOWN)
     if unknown:
         raise ParamError(f"unknown query parameter {unknown[0]}")

@@ -2,7 +2,7 @@
 from uvloop) in front of the synchronous App.
 
 Why not a WSGI server: measured on this project's 2-core machine (docs/
-DESIGN.md, "HTTP server"), Flask on cheroot served 2,300 no-op requests/s
+DESIGN.md, "HTTP"), Flask on cheroot served 2,300 no-op requests/s
 and raw WSGI on waitress 4,800, while uvicorn with a thread-pool hop per
 request served 18,600. Every write and read pays this cost, so it bounds
 everything else.
