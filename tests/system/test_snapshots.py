@@ -109,6 +109,12 @@ def test_new_node_joins_a_compacted_cluster(tmp_path: Path) -> None:
         for i in range(200):  # 3000 writes in 200 entries, many snapshots
             leader.execute(*[["INSERT INTO t(v) VALUES(?)", f"row {i}.{j}"] for j in range(15)])
         assert leader.get("/debug/vars").json()["store"]["num_snapshots"] >= 5
+        # The premise: the log n4 needs no longer starts at 1 (compaction
+        # follows each snapshot, beside the writes).
+        wait_for(
+            "the leader's log to be compacted",
+            lambda: raft_status(leader)["raft"]["first_log_index"] > 30,
+        )
         n4 = Node(tmp_path / "n4", *FAST, "-join", f"127.0.0.1:{leader.raft_port}", node_id="n4")
         c.nodes.append(n4)
         n4.start()
