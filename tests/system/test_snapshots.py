@@ -20,11 +20,14 @@ def raft_status(node: Node) -> dict:
 
 
 def test_snapshot_compacts_the_log_and_restart_restores_it(node_factory: NodeFactory) -> None:
-    node = node_factory("-raft-snap", "50", "-raft-snap-int", "50ms")
+    # Checked every 10 ms: at a thousand writes a second, a 50 ms check
+    # would see 100 entries at once and take fewer snapshots than the
+    # reaping below needs.
+    node = node_factory("-raft-snap", "50", "-raft-snap-int", "10ms")
     node.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
     for i in range(200):
         node.execute(["INSERT INTO t(v) VALUES(?)", f"row {i}"])
-    # Snapshots are checked for every 50 ms and taken beside the writes:
+    # Snapshots are checked for every 10 ms and taken beside the writes:
     # the last one may still be on its way when the writes are done.
     wait_for(
         "a snapshot at 150 or later",
@@ -100,8 +103,8 @@ def test_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
 
 def test_new_node_joins_a_compacted_cluster(tmp_path: Path) -> None:
     c = LocalCluster(
-        tmp_path, 3, "-raft-snap", "25", "-raft-snap-int", "50ms", "-compress-snap-transport"
-    )
+        tmp_path, 3, "-raft-snap", "25", "-raft-snap-int", "10ms", "-compress-snap-transport"
+    )  # checked every 10 ms: fast writes would otherwise outrun the threshold between checks
     try:
         c.start()
         leader = c.leader()
