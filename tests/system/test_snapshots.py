@@ -79,7 +79,7 @@ def test_user_snapshot_and_reap(node: Node) -> None:
 
 
 def test_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
-    c = LocalCluster(tmp_path, 3, "-raft-snap", "30", "-raft-snap-int", "50ms")
+    c = LocalCluster(tmp_path, 3, "-raft-snap", "30", "-raft-snap-int", "10ms")
     try:
         c.start()
         leader = c.leader()
@@ -89,8 +89,12 @@ def test_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
         try:
             for i in range(150):
                 leader.execute(["INSERT INTO t(v) VALUES(?)", f"row {i}"])
-            # The entries the paused follower needs are gone from the log.
-            assert raft_status(leader)["raft"]["first_log_index"] > 10
+            # The entries the paused follower needs are gone from the log
+            # (compaction follows each snapshot, beside the writes).
+            wait_for(
+                "the leader's log to be compacted",
+                lambda: raft_status(leader)["raft"]["first_log_index"] > 10,
+            )
         finally:
             lagging.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
         wait_for("the follower to catch up", lambda: count(lagging) == 150, 30)
@@ -111,7 +115,10 @@ def test_new_node_joins_a_compacted_cluster(tmp_path: Path) -> None:
         leader.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
         for i in range(200):  # 3000 writes in 200 entries, many snapshots
             leader.execute(*[["INSERT INTO t(v) VALUES(?)", f"row {i}.{j}"] for j in range(15)])
-        assert leader.get("/debug/vars").json()["store"]["num_snapshots"] >= 5
+        wait_for(
+            "5 snapshots on the leader",
+            lambda: leader.get("/debug/vars").json()["store"]["num_snapshots"] >= 5,
+        )
         # The premise: the log n4 needs no longer starts at 1 (compaction
         # follows each snapshot, beside the writes).
         wait_for(
