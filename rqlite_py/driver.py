@@ -451,8 +451,7 @@ class Driver:
             or not rd.committed_entries
         )
         if early:
-            for m in rd.messages:
-                self._send(m)
+            self._send_all(rd.messages)
         self._pending = _Pending(rd, was_leader=self.status.role is Role.LEADER)
         try:
             self._proceed()
@@ -460,8 +459,7 @@ class Driver:
             self._stall(e)
         finally:
             if not early:
-                for m in rd.messages:
-                    self._send(m)
+                self._send_all(rd.messages)
 
     def _proceed(self) -> None:
         """Carry out the pending Ready from where it stopped. Raises
@@ -477,8 +475,7 @@ class Driver:
         if p.stage is _Stage.PERSIST:
             self.storage.save(rd.entries, rd.hard_state)
             p.stage = _Stage.APPLY
-            for m in rd.messages_after_persist:
-                self._send(m)
+            self._send_all(rd.messages_after_persist)
         if self.fsm.needs_rebuild:
             self._rebuild_state_machine()
         while p.applied < len(rd.committed_entries):
@@ -611,6 +608,10 @@ class Driver:
             else:
                 still.append((index, fut))
         self._reads_waiting_apply = still
+
+    def _send_all(self, messages: tuple[Message, ...]) -> None:
+        for m in messages:
+            self._send(m)
 
     def _send(self, m: Message) -> None:
         if m.type is MsgType.SNAPSHOT:

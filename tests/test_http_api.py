@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,28 +20,8 @@ from rqlite_py.http.app import create_app
 from rqlite_py.http.body import parse_json
 from rqlite_py.raft.core import ProposalDroppedError
 from rqlite_py.raft.types import NodeId
-from rqlite_py.store import NotLeaderHere, Store, StoreConfig
+from rqlite_py.store import NotLeaderHere, Store
 from tests.app_client import AppClient
-from tests.system.node import free_port
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(
-        StoreConfig(
-            data_dir=str(tmp_path / "node"),
-            node_id=NodeId("n1"),
-            raft_addr=f"127.0.0.1:{free_port()}",
-            http_addr="127.0.0.1:4001",
-        )
-    )
-    s.open()
-    deadline = time.monotonic() + 10
-    while not s.is_ready():
-        assert time.monotonic() < deadline, "store never became ready"
-        time.sleep(0.005)
-    yield s
-    s.close()
 
 
 @pytest.fixture(params=["worker", "loop"])
@@ -470,36 +449,6 @@ def test_only_a_leaders_plain_write_begins_on_the_event_loop(store: Store) -> No
 
 
 # -- queued writes (API.md §c) ---------------------------------------------------
-
-
-@pytest.fixture
-def make_store(tmp_path: Path) -> Iterator[Callable[..., Store]]:
-    """A single-node store with its own config; `opened=False` leaves it
-    without Raft (so without a leader)."""
-    made: list[Store] = []
-
-    def make(*, opened: bool = True, **cfg: Any) -> Store:
-        s = Store(
-            StoreConfig(
-                data_dir=str(tmp_path / f"node{len(made)}"),
-                node_id=NodeId("n1"),
-                raft_addr=f"127.0.0.1:{free_port()}",
-                http_addr="127.0.0.1:4001",
-                **cfg,
-            )
-        )
-        made.append(s)
-        if opened:
-            s.open()
-            deadline = time.monotonic() + 10
-            while not s.is_ready():
-                assert time.monotonic() < deadline, "store never became ready"
-                time.sleep(0.005)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
 
 
 def queued(client: AppClient, body: object, qs: str = "") -> int:

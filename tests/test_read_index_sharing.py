@@ -4,36 +4,10 @@ taken the previous request share it (driver.read_index)."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from rqlite_py.disk import DiskError
 from rqlite_py.driver import _Work
-from rqlite_py.raft.types import NodeId
-from rqlite_py.store import Store, StoreConfig
-from tests.system.node import free_port
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(
-        StoreConfig(
-            data_dir=str(tmp_path / "node"),
-            node_id=NodeId("n1"),
-            raft_addr=f"127.0.0.1:{free_port()}",
-            http_addr="127.0.0.1:4001",
-        )
-    )
-    s.open()
-    deadline = time.monotonic() + 10
-    while not s.is_ready():
-        assert time.monotonic() < deadline, "store never became ready"
-        time.sleep(0.005)
-    yield s
-    s.close()
+from rqlite_py.store import Store
 
 
 def test_reads_asking_while_the_loop_is_busy_share_one_request(store: Store) -> None:

@@ -40,29 +40,29 @@ class App:
         try:
             reply = self._dispatch(req)
         except Exception as e:
-            reply = errors.to_reply(e, self.ctx, req)
-        reply.headers.extend(self._common)
-        return reply
+            return self.error_reply(e, req)
+        return self._with_common_headers(reply)
 
     def begin(self, req: Request) -> db_api.Begun | None:
         """Called on the event loop: a leader's POST /db/execute proposed
         without a worker thread, or None (then `handle` on a worker)."""
         if req.path != "/db/execute" or len(req.body) > self.ctx.max_body_bytes:
             return None
-        req.endpoint = "execute"
+        req.endpoint = db_api.execute.__name__
         return db_api.begin_execute(self.ctx, req)
 
     def finish(self, begun: db_api.Begun) -> Reply:
         """The reply to a begun write whose future is done. Raises what the
         write failed with: the caller maps it on a worker (`error_reply`),
         since a lost leadership may mean forwarding."""
-        reply = begun.finish()
-        reply.headers.extend(self._common)
-        return reply
+        return self._with_common_headers(begun.finish())
 
     def error_reply(self, e: Exception, req: Request) -> Reply:
-        """The reply to a request the server refused before it was whole."""
-        reply = errors.to_reply(e, self.ctx, req)
+        """The reply to a request that failed, or that the server refused
+        before it was whole."""
+        return self._with_common_headers(errors.to_reply(e, self.ctx, req))
+
+    def _with_common_headers(self, reply: Reply) -> Reply:
         reply.headers.extend(self._common)
         return reply
 

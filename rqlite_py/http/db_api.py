@@ -114,7 +114,7 @@ def begin_execute(ctx: Context, req: Request) -> Begun | None:
         return None
     if isinstance(begun, DbResponse):
         return None  # nothing to write: cheap either way
-    ctx.stats.incr("requests.execute")
+    ctx.stats.incr(f"requests.{req.endpoint}")  # counted once it cannot fall back
     proposal = begun
     return Begun(proposal, lambda: _reply(ctx, proposal.response(), p, start))
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import uvicorn
 
+from .app import App
+from .db_api import Begun
 from .messages import HttpError, Reply, Request
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ _DONE = object()
 class Asgi:
     """The ASGI application uvicorn calls."""
 
-    def __init__(self, app: Any, workers: ThreadPoolExecutor) -> None:
+    def __init__(self, app: App, workers: ThreadPoolExecutor) -> None:
         self.app = app
         self.workers = workers
 
@@ -75,7 +77,7 @@ class Asgi:
                 reply = await self._finish(begun, req, loop)
         await self._send(reply, send, loop)
 
-    async def _finish(self, begun: Any, req: Request, loop: asyncio.AbstractEventLoop) -> Reply:
+    async def _finish(self, begun: Begun, req: Request, loop: asyncio.AbstractEventLoop) -> Reply:
         """Wait for a write begun on the loop (no thread blocked meanwhile);
         shielded, so that a timeout never cancels the Raft loop's future."""
         waiting = asyncio.wrap_future(begun.proposal.future)
@@ -137,7 +139,7 @@ class HttpServer:
     def __init__(
         self,
         addr: tuple[str, int],
-        app: Any,
+        app: App,
         *,
         max_threads: int,
         shutdown_timeout_s: float,
