@@ -4,10 +4,9 @@
 -- rows per request (default 1000). A request counts only if it answers 200
 -- with one `"rows_affected":1` result per row and no error; ROWS/s is the
 -- rows of those requests per second.
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
+local wrkc = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "count.lua")
 function init(args)
-  ok = 0; bad = 0; n = 0; prefix = args[1] or "b"; rows = tonumber(args[2] or "1000")
+  wrkc.init(); n = 0; prefix = args[1] or "b"; rows = tonumber(args[2] or "1000")
 end
 request = function()
   n = n + 1
@@ -20,18 +19,11 @@ request = function()
 end
 response = function(status, headers, body)
   local _, good = string.gsub(body, '"rows_affected":1}', "")
-  if status == 200 and good == rows and not string.find(body, '"error"', 1, true) then
-    ok = ok + 1
-  else
-    bad = bad + 1
-  end
+  wrkc.count(status == 200 and good == rows and wrkc.no_error(body))
 end
 done = function(summary, latency, requests)
-  local good, failed, r = 0, 0, 0
-  for _, t in ipairs(threads) do
-    good = good + t:get("ok"); failed = failed + t:get("bad"); r = t:get("rows")
-  end
-  local secs = summary.duration / 1e6
-  io.write(string.format("OK %d BAD %d OK/s %.1f ROWS/s %.1f\n", good, failed, good / secs,
-    good * r / secs))
+  local r = wrkc.setting("rows")
+  wrkc.report(summary, function(good, secs)
+    return string.format(" ROWS/s %.1f", good * r / secs)
+  end)
 end

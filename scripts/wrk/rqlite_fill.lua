@@ -4,10 +4,9 @@
 -- after which the thread prints DONE and stops (the caller then interrupts wrk,
 -- which otherwise waits out its -d duration). Counts real successes as the
 -- other scripts do.
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
+local wrkc = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "count.lua")
 function init(args)
-  ok = 0; bad = 0; seen = 0
+  wrkc.init(); seen = 0
   rows = tonumber(args[1] or "1000"); bytes = tonumber(args[2] or "1000")
   limit = tonumber(args[3] or "1")
   local chars = {}
@@ -22,19 +21,11 @@ request = function()
 end
 response = function(status, headers, body)
   local _, good = string.gsub(body, '"rows_affected":1}', "")
-  if status == 200 and good == rows and not string.find(body, '"error"', 1, true) then
-    ok = ok + 1
-  else
-    bad = bad + 1
-  end
+  wrkc.count(status == 200 and good == rows and wrkc.no_error(body))
   seen = seen + 1
   if seen == limit then
     io.write("DONE\n"); io.stdout:flush()
     wrk.thread:stop()
   end
 end
-done = function(summary, latency, requests)
-  local good, failed = 0, 0
-  for _, t in ipairs(threads) do good = good + t:get("ok"); failed = failed + t:get("bad") end
-  io.write(string.format("OK %d BAD %d OK/s %.1f\n", good, failed, good / (summary.duration / 1e6)))
-end
+done = function(summary, latency, requests) wrkc.report(summary) end
