@@ -4,7 +4,7 @@
 -- rows per request (default 1000). A request counts only if it answers 200
 -- with one `"rows_affected":1` result per row and no error; ROWS/s is the
 -- rows of those requests per second.
-local wrkc = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "count.lua")
+local wrkc = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "count.lua")
 function init(args)
   wrkc.init(); n = 0; prefix = args[1] or "b"; rows = tonumber(args[2] or "1000")
 end

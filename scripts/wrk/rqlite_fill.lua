@@ -4,7 +4,7 @@
 -- after which the thread prints DONE and stops (the caller then interrupts wrk,
 -- which otherwise waits out its -d duration). Counts real successes as the
 -- other scripts do.
-local wrkc = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "count.lua")
+local wrkc = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "count.lua")
 function init(args)
   wrkc.init(); seen = 0
   rows = tonumber(args[1] or "1000"); bytes = tonumber(args[2] or "1000")

@@ -1,7 +1,7 @@
 -- One INSERT per request to /db/execute. Keys start with the prefix given
 -- after `--` on wrk's command line, so runs and parallel wrk processes never
 -- collide on the primary key. Counts only real successes.
-local wrkc = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "count.lua")
+local wrkc = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "count.lua")
 function init(args) wrkc.init(); n = 0; prefix = args[1] or "k" end
 request = function()
   n = n + 1

@@ -4,7 +4,7 @@
 -- request before the rows are written, so this counts accepted requests only
 -- (200 with a sequence_number and no error); the caller counts the rows that
 -- actually landed once the queue has drained.
-local wrkc = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "count.lua")
+local wrkc = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "count.lua")
 function init(args)
   wrkc.init(); n = 0; prefix = args[1] or "q"; batch = tonumber(args[2] or "10")
 end

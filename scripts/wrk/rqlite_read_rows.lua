@@ -2,7 +2,7 @@
 -- random row of fill(id, v) at the level given after `--`. Arguments: the
 -- largest id, the length every v has, and the read level (default weak).
 -- Counts only real successes: 200 with the row's length and no error.
-local wrkc = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "count.lua")
+local wrkc = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "count.lua")
 function init(args)
   wrkc.init()
   maxid = tonumber(args[1] or "1"); want = '"values":[[' .. (args[2] or "1000") .. ']]'
