@@ -57,12 +57,6 @@ class Command:
     not a wall-clock timeout, so that every node stops at the same point."""
 
 
-def _enc_value(v: Value) -> object:
-    if isinstance(v, bytes):
-        return {"b": base64.b64encode(v).decode()}
-    return v
-
-
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -74,11 +68,20 @@ def _dec_value(v: object) -> Value:
     raise CommandError(f"bad value {v!r}")
 
 
+_PLAIN_TYPES = frozenset(_PLAIN)
+
+
 def _dec_values(vs: list[object]) -> tuple[Value, ...]:
-    for v in vs:
-        if not isinstance(v, _PLAIN):
-            return tuple(_dec_value(x) for x in vs)
-    return tuple(vs)  # type: ignore[arg-type]  # the common case: no BLOBs
+    if _PLAIN_TYPES.issuperset(map(type, vs)):
+        return tuple(vs)  # type: ignore[arg-type]  # the common case: no BLOBs
+    return tuple(_dec_value(x) for x in vs)
+
+
+def _enc_blob(v: object) -> object:
+    """json.dumps calls this for what JSON has no type for: BLOBs."""
+    if isinstance(v, bytes):
+        return {"b": base64.b64encode(v).decode()}
+    raise TypeError(f"cannot encode {type(v).__name__}")
 
 
 LOAD_PREFIX = b"\x00LOAD"
@@ -122,23 +125,28 @@ def decode_load_chunk(data: bytes) -> LoadChunk | None:
     return LoadChunk(load_id, seq, count, data[start + _LOAD_HEADER.size :])
 
 
+def _item(s: Statement) -> object:
+    """A statement in the log: [sql], [sql, params], or, with named
+    parameters or RETURNING, [sql, params, named(, 1 for RETURNING)]."""
+    if not (s.named or s.returning):
+        return (s.sql, s.params) if s.params else (s.sql,)
+    item: list[object] = [s.sql, s.params, dict(s.named)]
+    if s.returning:
+        item.append(1)
+    return item
+
+
 def encode(cmd: Command) -> bytes:
-    stmts = []
-    for s in cmd.statements:
-        item: list[object] = [s.sql]
-        if s.params or s.named or s.returning:
-            item.append([_enc_value(v) for v in s.params])
-        if s.named or s.returning:
-            item.append({k: _enc_value(v) for k, v in s.named})
-        if s.returning:
-            item.append(1)
-        stmts.append(item)
-    obj: dict[str, object] = {"v": VERSION, "k": cmd.kind.value, "s": stmts}
+    obj: dict[str, object] = {
+        "v": VERSION,
+        "k": cmd.kind.value,
+        "s": [_item(s) for s in cmd.statements],
+    }
     if cmd.transaction:
         obj["tx"] = 1
     if cmd.step_budget:
         obj["sb"] = cmd.step_budget
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=_enc_blob).encode()
 
 
 def decode(data: bytes) -> Command:
@@ -147,10 +155,16 @@ def decode(data: bytes) -> Command:
         if obj["v"] != VERSION:
             raise CommandError(f"unknown command version {obj['v']}")
         statements = []
+        append = statements.append
         for item in obj["s"]:
-            params = _dec_values(item[1]) if len(item) > 1 else ()
-            named = tuple((k, _dec_value(v)) for k, v in item[2].items()) if len(item) > 2 else ()
-            statements.append(Statement(item[0], params, named, len(item) > 3))
+            n = len(item)
+            if n == 1:
+                append(Statement(item[0]))
+            elif n == 2:
+                append(Statement(item[0], _dec_values(item[1])))
+            else:
+                named = tuple((k, _dec_value(v)) for k, v in item[2].items())
+                append(Statement(item[0], _dec_values(item[1]), named, n > 3))
         return Command(
             Kind(obj["k"]), tuple(statements), bool(obj.get("tx")), int(obj.get("sb", 0))
         )

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from .command import Command
 from .disk import DiskError, environmental, guarded
 from .fsm import StateMachine
 from .logstore import LogStore
@@ -108,6 +109,9 @@ class RaftStatus:
 class _Proposal:
     term: Term
     future: Future[tuple[Index, list[Result]]]
+    decoded: Command | None = None
+    """The command the entry's data encodes, so that the proposer need not
+    decode its own entry again (a bulk request takes ~0.7 ms to decode)."""
 
 
 class _Stage(enum.IntEnum):
@@ -231,15 +235,21 @@ class Driver:
     def campaign(self) -> None:
         self._inbox.put(_Work(self.core.campaign, stalled=_While.DEFER))
 
-    def propose(self, data: bytes) -> Future[tuple[Index, list[Result]]]:
-        """Completes with (index, results) once the entry is applied here."""
-        return self._append(lambda: self.core.propose(data))
+    def propose(
+        self, data: bytes, decoded: Command | None = None
+    ) -> Future[tuple[Index, list[Result]]]:
+        """Completes with (index, results) once the entry is applied here.
+        `decoded`: the command `data` encodes (command.decode(data) must
+        equal it), applied here instead of decoding the entry."""
+        return self._append(lambda: self.core.propose(data), decoded)
 
     def propose_conf_change(self, change: ConfChange) -> Future[tuple[Index, list[Result]]]:
         """Completes once the configuration entry is applied here."""
         return self._append(lambda: self.core.propose_conf_change(change))
 
-    def _append(self, append: Callable[[], Index]) -> Future[tuple[Index, list[Result]]]:
+    def _append(
+        self, append: Callable[[], Index], decoded: Command | None = None
+    ) -> Future[tuple[Index, list[Result]]]:
         fut: Future[tuple[Index, list[Result]]] = Future()
 
         def do() -> None:
@@ -248,7 +258,7 @@ class Driver:
             except RaftError as e:
                 fut.set_exception(e)
                 return
-            self._proposals[index] = _Proposal(self.core.term, fut)
+            self._proposals[index] = _Proposal(self.core.term, fut, decoded)
 
         self._submit(do, fut)
         return fut
@@ -480,7 +490,10 @@ class Driver:
             self._rebuild_state_machine()
         while p.applied < len(rd.committed_entries):
             e = rd.committed_entries[p.applied]
-            results = self.fsm.apply_entry(e)
+            mine = self._proposals.get(e.index)
+            # Same index and term: the very entry proposed here.
+            decoded = mine.decoded if mine is not None and mine.term == e.term else None
+            results = self.fsm.apply_entry(e, decoded)
             p.applied += 1
             self._complete(e.index, e.term, results)
         self._pending = None

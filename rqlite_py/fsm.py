@@ -128,12 +128,13 @@ class StateMachine:
         the entries before the failing one stay applied (see applied_index)."""
         return [self.apply_entry(e) for e in entries]
 
-    def apply_entry(self, e: Entry) -> list[Result]:
+    def apply_entry(self, e: Entry, decoded: command.Command | None = None) -> list[Result]:
         """Apply one entry, all or nothing: on DiskError applied_index stays
-        where it was and the entry may be applied again later."""
+        where it was and the entry may be applied again later. `decoded` is
+        the command the entry holds, when the caller has it already."""
         if self.needs_rebuild:
             raise DiskError("the database must be rebuilt before applying more entries")
-        results = self._apply_one(e)
+        results = self._apply_one(e, decoded)
         self.applied_index = e.index
         self._expire_staging(e.index)
         return results
@@ -200,16 +201,19 @@ class StateMachine:
         finally:
             remove_database_files(side)
 
-    def _apply_one(self, e: Entry) -> list[Result]:
+    def _apply_one(self, e: Entry, decoded: command.Command | None) -> list[Result]:
         if e.type is EntryType.CONFIG:
             self.conf = ConfState.decode(e.data)
             return []
         if not e.data:
             return []  # a new leader's no-op
-        chunk = command.decode_load_chunk(e.data)
-        if chunk is not None:
-            return self._load_chunk(chunk, e.index)
-        cmd = command.decode(e.data)
+        if decoded is not None:
+            cmd = decoded
+        else:
+            chunk = command.decode_load_chunk(e.data)
+            if chunk is not None:
+                return self._load_chunk(chunk, e.index)
+            cmd = command.decode(e.data)
         if cmd.kind is command.Kind.LOAD_SQL:
             return self._unwrapped(lambda: self._load_sql(cmd))
         return self._run(cmd)

@@ -429,7 +429,7 @@ class Store:
         except UnicodeDecodeError as e:
             raise StoreError("load: body is neither a SQLite file nor UTF-8 SQL") from e
         cmd = Command(Kind.LOAD_SQL, (Statement(text),))
-        index, results = self._wait(self.driver.propose(command.encode(cmd)))
+        index, results = self._wait(self.driver.propose(command.encode(cmd), cmd))
         return Response(results=results, raft_index=index)
 
     def boot(self, data: bytes) -> None:
@@ -653,7 +653,7 @@ class Store:
     def _propose(self, kind: Kind, stmts: list[Statement], opts: SqlOptions) -> Proposal:
         self._require_leader()
         cmd = Command(kind, tuple(stmts), opts.transaction, self._step_budget(opts))
-        return Proposal(self, self.driver.propose(command.encode(cmd)))
+        return Proposal(self, self.driver.propose(command.encode(cmd), cmd))
 
     # -- queued writes ----------------------------------------------------------
     def queue_write(

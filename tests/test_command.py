@@ -6,6 +6,7 @@ import pytest
 
 from rqlite_py import command
 from rqlite_py.command import Command, CommandError, Kind, Statement
+from rqlite_py.http import body
 
 CASES = [
     Command(Kind.EXECUTE, (Statement("CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)"),)),
@@ -27,6 +28,43 @@ CASES = [
 
 @pytest.mark.parametrize("cmd", CASES)
 def test_round_trip(cmd: Command) -> None:
+    assert command.decode(command.encode(cmd)) == cmd
+
+
+def test_entries_written_by_earlier_versions_still_decode() -> None:
+    """The log outlives the code: entries in the first layout (parameter
+    lists always present with named ones, BLOBs as objects) decode."""
+    old = (
+        b'{"v":1,"k":"execute","s":[["INSERT INTO b VALUES(?, ?)",["x",{"b":"AP8="}]],'
+        b'["SELECT 1"],["INSERT INTO t VALUES(:n)",[],{"n":{"b":"AQ=="}}],'
+        b'["INSERT INTO t VALUES(1) RETURNING *",[],{},1]],"tx":1,"sb":5}'
+    )
+    assert command.decode(old) == Command(
+        Kind.EXECUTE,
+        (
+            Statement("INSERT INTO b VALUES(?, ?)", ("x", b"\x00\xff")),
+            Statement("SELECT 1"),
+            Statement("INSERT INTO t VALUES(:n)", named=(("n", b"\x01"),)),
+            Statement("INSERT INTO t VALUES(1) RETURNING *", returning=True),
+        ),
+        transaction=True,
+        step_budget=5,
+    )
+
+
+def test_parsed_bodies_survive_the_log_unchanged() -> None:
+    """The leader applies the command it proposed, without decoding it
+    (driver.propose's `decoded`); followers decode the entry. Both must
+    run the same statements: what a request body parses to round-trips,
+    a name given twice included."""
+    raw = (
+        b'["CREATE TABLE t(a, b)", ["INSERT INTO t VALUES(?, ?)", "x\'01\'", [1, 2]],'
+        b' ["INSERT INTO t VALUES(:a, :b)", {"a": 1, "b": null}, {"a": 2.5}],'
+        b' ["INSERT INTO t VALUES(?, :b)", true, {"b": "s"}], ["SELECT ?", 9007199254740993]]'
+    )
+    stmts = tuple(body.parse_json(raw))
+    assert stmts[2].named == (("a", 2.5), ("b", None))
+    cmd = Command(Kind.EXECUTE, stmts)
     assert command.decode(command.encode(cmd)) == cmd
 
 

@@ -351,7 +351,20 @@ def test_a_piece_of_a_load_that_cannot_be_staged_is_written_again_at_its_offset(
 
 # --- wrapped entries answer exactly as unwrapped ones ----------------------------
 
-SEMANTICS: list[tuple[tuple[str, ...], bool, Kind, int]] = [
+Sql = str | tuple[str, tuple[object, ...]]
+"""A statement, alone or with positional parameters."""
+
+_INS = "INSERT INTO u(v) VALUES(?)"
+_INS_R = "INSERT INTO r VALUES(?)"
+_INS_CH = "INSERT INTO ch VALUES(?)"
+
+
+def _rows(sql: str, *values: object) -> tuple[Sql, ...]:
+    """A run of the same statement, one row per value: what db.run batches."""
+    return tuple((sql, (v,)) for v in values)
+
+
+SEMANTICS: list[tuple[tuple[Sql, ...], bool, Kind, int]] = [
     (("CREATE TABLE u(id INTEGER PRIMARY KEY, v UNIQUE)",), False, Kind.EXECUTE, 0),
     (
         ("INSERT INTO u(v) VALUES(1)", "INSERT INTO u(v) VALUES(1)", "INSERT INTO u(v) VALUES(3)"),
@@ -484,20 +497,76 @@ SEMANTICS: list[tuple[tuple[str, ...], bool, Kind, int]] = [
     ),
     (("INSERT INTO u(v) VALUES(95)",), False, Kind.EXECUTE, 0),
     (("COMMIT",), False, Kind.EXECUTE, 0),
+    # Runs of one statement with parameters (batched by db.run) fail, lose
+    # the transaction or break a deferred constraint at their first row, in
+    # the middle and at the end.
+    (_rows(_INS, 100, 101, 102, 103), False, Kind.EXECUTE, 0),
+    (_rows(_INS, 100, 104, 104, 105, 106), False, Kind.EXECUTE, 0),
+    (_rows(_INS, 107, 108, 109, 107), False, Kind.EXECUTE, 0),
+    (_rows(_INS, 110, 111, 110, 112), True, Kind.EXECUTE, 0),
+    (_rows(_INS, 113, 2**70, 114) + _rows(_INS, 115, 116), False, Kind.EXECUTE, 0),
+    (((_INS, (117,)), (_INS, (118, 119)), (_INS, ()), (_INS, (120,))), False, Kind.EXECUTE, 0),
+    (_rows(_INS, 121, 2**70), True, Kind.EXECUTE, 0),
+    (_rows(_INS_R, 200, 201, 1, 202), False, Kind.EXECUTE, 0),
+    (_rows(_INS, 130, 131) + _rows(_INS_R, 203, 1) + _rows(_INS, 132), False, Kind.EXECUTE, 0),
+    (_rows("INSERT OR ROLLBACK INTO u(v) VALUES(?)", 140, 141, 140, 142), False, Kind.EXECUTE, 0),
+    (_rows("INSERT INTO g VALUES(?)", 300, 301, -3, 302), False, Kind.EXECUTE, 0),
+    (_rows(_INS_CH, 4, 5) + ("INSERT INTO p VALUES(4)",), False, Kind.EXECUTE, 0),
+    (("INSERT INTO p VALUES(6)",) + _rows(_INS_CH, 6, 7, 6), False, Kind.EXECUTE, 0),
+    (_rows(_INS_CH, 6, 8, 6) + ("INSERT INTO p VALUES(8)",), True, Kind.EXECUTE, 0),
+    (
+        _rows("INSERT INTO u(v) VALUES(?); INSERT INTO u(v) VALUES(?)", 150, 151),
+        False,
+        Kind.EXECUTE,
+        0,
+    ),
+    (
+        (("INSERT INTO u(v) VALUES(?); INSERT INTO u(v) VALUES(?)", (152, 153)),) * 2,
+        False,
+        Kind.EXECUTE,
+        0,
+    ),
+    (
+        _rows(
+            "WITH RECURSIVE c(i) AS (SELECT ? UNION ALL SELECT i+1 FROM c LIMIT 50000) "
+            "INSERT INTO g SELECT i FROM c",
+            1,
+            1,
+            1,
+            1,
+        ),
+        False,
+        Kind.EXECUTE,
+        300,
+    ),
+    (_rows("SELECT v FROM u WHERE v > ?", 100, 200), False, Kind.EXECUTE, 0),
+    (_rows(_INS, 160, 161), False, Kind.REQUEST, 0),
+    (("BEGIN",) + _rows(_INS, 170, 171, 170, 172), False, Kind.EXECUTE, 0),
+    (_rows(_INS, 173, 174), False, Kind.EXECUTE, 0),
+    (_rows("PRAGMA user_version=?", 1, 2), False, Kind.EXECUTE, 0),
+    (("COMMIT",), False, Kind.EXECUTE, 0),
+    (_rows("SAVEPOINT ?", 1, 2), False, Kind.EXECUTE, 0),
 ]
 
 
+def _statement(s: Sql) -> Statement:
+    sql, params = (s, ()) if isinstance(s, str) else s
+    return Statement(sql, params, returning="RETURNING" in sql)  # type: ignore[arg-type]
+
+
 def _reference_apply(
-    conn: apsw.Connection, sql: tuple[str, ...], tx: bool, kind: Kind, budget: int
+    conn: apsw.Connection, sql: tuple[Sql, ...], tx: bool, kind: Kind, budget: int
 ) -> list[Result]:
-    """What the state machine did before entries were wrapped: db.run alone."""
+    """What the state machine did before entries were wrapped and runs were
+    batched: db.run alone, one statement at a time."""
     return db.run(
         conn,
-        [Statement(s, returning="RETURNING" in s) for s in sql],
+        [_statement(s) for s in sql],
         transaction=tx,
         mode=fsm._MODES[kind],
         limit=db.step_budget(budget),
         timeout_error="query timeout" if kind is Kind.QUERY else "execute timeout",
+        batch=False,
     )
 
 
@@ -522,7 +591,7 @@ def test_wrapped_entries_give_the_results_and_data_of_unwrapped_ones(tmp_path: P
     ref = db.Database(str(tmp_path / "ref.sqlite"), foreign_keys=True)
     machine = fsm.StateMachine(db.Database(str(tmp_path / "db.sqlite"), foreign_keys=True))
     for i, (sql, tx, kind, budget) in enumerate(SEMANTICS, start=1):
-        stmts = tuple(Statement(s, returning="RETURNING" in s) for s in sql)
+        stmts = tuple(_statement(s) for s in sql)
         data = command.encode(Command(kind, stmts, tx, budget))
         got = machine.apply_entry(entry(i, data))
         want = _reference_apply(ref.writer, sql, tx, kind, budget)

@@ -379,7 +379,7 @@ def test_lost_proposals_are_request_errors(
     """Found by the chaos runner: a write whose entry another leader
     overwrote answered 500 with a traceback; rqlite reports it in the body."""
 
-    def lost(data: bytes) -> Future[object]:
+    def lost(data: bytes, decoded: object = None) -> Future[object]:
         fut: Future[object] = Future()
         fut.set_exception(error)
         return fut

@@ -17,6 +17,7 @@ from ..results import Value
 _HEX_BLOB = re.compile(r"^[xX]'((?:[0-9a-fA-F]{2})*)'$")
 _HEX_STARTS = ("x'", "X'")
 _SCALARS = (bool, int, float)
+_PLAIN = frozenset((str, bool, int, float))
 
 
 class BodyError(ValueError):
@@ -58,15 +59,23 @@ def _statement(item: object) -> Statement:
         return Statement(item)
     if type(item) is not list or not item or type(item[0]) is not str:
         raise BodyError("invalid request")
+    params = item[1:]
+    for p in params:
+        t = type(p)
+        if (t is str and p[:2] in _HEX_STARTS) or not (t in _PLAIN or p is None):
+            break
+    else:
+        return Statement(item[0], tuple(params))  # the common case: plain values
     positional: list[Value] = []
-    named: list[tuple[str, Value]] = []
-    for i in range(1, len(item)):
-        p = item[i]
+    named: dict[str, Value] = {}
+    for p in params:
         if type(p) is dict:
-            named.extend((str(k), _value(v)) for k, v in p.items())
+            # A name given twice binds its last value: one entry per name,
+            # so that the command survives its log encoding (a JSON object).
+            named.update((str(k), _value(v)) for k, v in p.items())
         else:
             positional.append(_value(p))
-    return Statement(item[0], tuple(positional), tuple(named))
+    return Statement(item[0], tuple(positional), tuple(named.items()))
 
 
 def _value(v: object) -> Value:
