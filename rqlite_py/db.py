@@ -311,6 +311,7 @@ def run(
     from_autocommit: bool = True,
     statement_savepoints: bool = True,
     batch: bool = True,
+    counted: bool = True,
 ) -> list[Result]:
     """Run statements in order. SQL errors are results; failures of the
     disk raise DiskError. Without `transaction` an error does not stop the
@@ -337,7 +338,9 @@ def run(
     With `batch`, a run of the same write (as a bulk INSERT sends) goes
     through one executemany (_run_batch), with the same results; without
     it every statement runs on its own, the reference the tests hold the
-    batches to."""
+    batches to. Without `counted`, nobody will read the ids and counts of
+    successful writes: a batch may answer UNCOUNTED for them (errors are
+    always reported), and runs faster."""
     emulate = wrapped and from_autocommit
     savepoints = emulate and not transaction and statement_savepoints
     fast = emulate and not transaction and not statement_savepoints
@@ -357,7 +360,15 @@ def run(
             if savepoints:
                 conn.execute("SAVEPOINT rqlite_stmt")
             rows = (
-                _run_batch(conn, statements, i, timeout_error, wrapped=wrapped, fk_check=fast)
+                _run_batch(
+                    conn,
+                    statements,
+                    i,
+                    timeout_error,
+                    wrapped=wrapped,
+                    fk_check=fast,
+                    counted=counted or not fast or limit is not None,
+                )
                 if batch and mode == Mode.EXECUTE and not savepoints and _batchable(statements, i)
                 else []
             )
@@ -429,21 +440,24 @@ def _batchable(statements: Sequence[Statement], i: int) -> bool:
 
 _BIND_ERRORS = (TypeError, OverflowError, apsw.BindingsError)
 
+UNCOUNTED = ExecuteResult()
+"""The result of each row of a batch run with `counted=False` (see run).
+Shared: never to be modified."""
+
 
 class _Batch:
     """A run of rows of one statement through one executemany: SQLite
     prepares it once, and Python does a few calls per row instead of a
     cursor, a tracer and a result per statement (about 2.5x faster for a
     bulk INSERT; issue 7). Each row's result is read when the exec tracer
-    is called for the next row, or after the last one. The run stops before
-    a row whenever the previous row needs the caller's attention (see run):
-    it lost the caller's transaction, or left a deferred foreign key
-    violation that per-statement savepoints must handle."""
+    is called for the next row, or after the last one. With `fk_check`, the
+    run stops before a row when the previous one left a deferred foreign key
+    violation, which per-statement savepoints must handle (see run). A row
+    can lose the caller's transaction only by failing, which ends the run."""
 
-    def __init__(self, conn: apsw.Connection, sql: str, wrapped: bool, fk_check: bool) -> None:
+    def __init__(self, conn: apsw.Connection, sql: str, fk_check: bool) -> None:
         self.conn = conn
         self.sql = sql
-        self.wrapped = wrapped
         self.fk_check = fk_check
         self.results: list[Result] = []
         self.started = 0
@@ -451,19 +465,14 @@ class _Batch:
         self.last = time.perf_counter()
 
     def tracer(self, _cursor: apsw.Cursor, sql: str, _bindings: object) -> bool:
-        if self.started == 0:
-            # Several statements in one text would share the bindings, and
-            # one that manages transactions must fail before it runs (see
-            # run): leave those to _run_one. Nothing has been executed yet.
-            if sql != self.sql or (self.wrapped and manages_transactions(sql)):
-                return False
-        else:
+        if self.started:
             self.finish_row()
-            conn = self.conn
-            if (self.wrapped and conn.get_autocommit()) or (
-                self.fk_check and deferred_fk_violations(conn)
-            ):
+            if self.fk_check and deferred_fk_violations(self.conn):
                 return False
+        elif sql != self.sql:
+            # Several statements in one text would share the bindings: run
+            # those one by one. Nothing has been executed yet.
+            return False
         self.started += 1
         return True
 
@@ -471,7 +480,7 @@ class _Batch:
         now = time.perf_counter()
         conn = self.conn
         self.results.append(
-            ExecuteResult(conn.last_insert_rowid(), conn.changes(), time=now - self.last)
+            ExecuteResult(conn.last_insert_rowid(), conn.changes(), "", now - self.last)
         )
         self.last = now
 
@@ -484,12 +493,15 @@ def _run_batch(
     *,
     wrapped: bool,
     fk_check: bool,
+    counted: bool,
 ) -> list[Result]:
     """Run statements[start:] while they are the same SQL with positional
     parameters, in Mode.EXECUTE. Returns one result per row run, in order,
     the last of which may be an error: the rows after a failed one are left
-    to the caller. Returns [] when the SQL holds several statements, having
-    run nothing. Results are those _run_one would give."""
+    to the caller. Returns [] when the SQL holds several statements or
+    manages transactions in a `wrapped` run, having run nothing. Results
+    are those _run_one would give; without `counted`, UNCOUNTED stands for
+    each row that succeeded."""
     sql = statements[start].sql
     end = start + 1
     while (
@@ -499,11 +511,20 @@ def _run_batch(
         and not statements[end].returning
     ):
         end += 1
-    batch = _Batch(conn, sql, wrapped, fk_check)
+    if wrapped and manages_transactions(sql):
+        return []  # _run_one raises OwnTransactionError
+    rows = [s.params for s in statements[start:end]]
+    if fk_check and not _foreign_keys_on(conn):
+        fk_check = False  # no deferred violation can appear
+    if not counted and not fk_check:
+        done = _run_uncounted(conn, sql, rows)
+        if done is not None:
+            return done
+    batch = _Batch(conn, sql, fk_check)
     cur = conn.cursor()
     cur.exec_trace = batch.tracer
     try:
-        for _ in cur.executemany(sql, [s.params for s in statements[start:end]]):
+        for _ in cur.executemany(sql, rows):
             pass
     except apsw.ExecTraceAbort:
         pass  # stopped before a row: that row and the rest are the caller's
@@ -528,6 +549,56 @@ def _run_batch(
     if batch.started > len(batch.results):
         batch.finish_row()
     return batch.results
+
+
+def _run_uncounted(
+    conn: apsw.Connection, sql: str, rows: list[tuple[Value, ...]]
+) -> list[Result] | None:
+    """The rows of a batch with no tracer at all, when nobody reads their
+    ids and counts (a follower applying an entry): half the cost again.
+    If a row fails, which row it was is unknown, so the rows are rolled
+    back (None: run them counted). Only where a rerun cannot differ: the
+    caller's savepoint holds the request (a failure that loses it raises
+    TransactionLostError, as run would), and no step budget is counting."""
+    if not _is_one_statement(conn, sql, rows[0]):
+        return None
+    conn.execute("SAVEPOINT rqlite_rows")
+    try:
+        for _ in conn.cursor().executemany(sql, rows):
+            pass
+    except (apsw.Error, TypeError, OverflowError) as e:
+        if isinstance(e, apsw.Error):
+            disk = environmental(e)
+            if disk is not None:
+                raise disk from e
+        if conn.get_autocommit():
+            raise TransactionLostError() from None
+        conn.execute("ROLLBACK TO rqlite_rows")
+        conn.execute("RELEASE rqlite_rows")
+        return None
+    conn.execute("RELEASE rqlite_rows")
+    return [UNCOUNTED] * len(rows)
+
+
+def _is_one_statement(conn: apsw.Connection, sql: str, params: tuple[Value, ...]) -> bool:
+    """Does `sql` hold one statement (that prepares, and binds `params`)?
+    Found by preparing it and stopping before it runs; the prepared
+    statement stays in apsw's cache for the run that follows."""
+    seen: list[str] = []
+
+    def tracer(_cursor: apsw.Cursor, text: str, _bindings: object) -> bool:
+        seen.append(text)
+        return False
+
+    cur = conn.cursor()
+    cur.exec_trace = tracer
+    with contextlib.suppress(apsw.ExecTraceAbort, apsw.Error, TypeError, OverflowError):
+        cur.execute(sql, params)
+    return seen == [sql]
+
+
+def _foreign_keys_on(conn: apsw.Connection) -> bool:
+    return bool(conn.execute("PRAGMA foreign_keys").get)
 
 
 def _bindings(conn: apsw.Connection, stmt: Statement) -> object:

@@ -491,9 +491,10 @@ class Driver:
         while p.applied < len(rd.committed_entries):
             e = rd.committed_entries[p.applied]
             mine = self._proposals.get(e.index)
-            # Same index and term: the very entry proposed here.
-            decoded = mine.decoded if mine is not None and mine.term == e.term else None
-            results = self.fsm.apply_entry(e, decoded)
+            if mine is not None and mine.term == e.term:  # the very entry proposed here
+                results = self.fsm.apply_entry(e, mine.decoded)
+            else:
+                results = self.fsm.apply_entry(e, counted=False)  # nobody waits for them
             p.applied += 1
             self._complete(e.index, e.term, results)
         self._pending = None

@@ -128,13 +128,16 @@ class StateMachine:
         the entries before the failing one stay applied (see applied_index)."""
         return [self.apply_entry(e) for e in entries]
 
-    def apply_entry(self, e: Entry, decoded: command.Command | None = None) -> list[Result]:
+    def apply_entry(
+        self, e: Entry, decoded: command.Command | None = None, *, counted: bool = True
+    ) -> list[Result]:
         """Apply one entry, all or nothing: on DiskError applied_index stays
         where it was and the entry may be applied again later. `decoded` is
-        the command the entry holds, when the caller has it already."""
+        the command the entry holds, when the caller has it already. Without
+        `counted`, nobody reads the results but their errors (see db.run)."""
         if self.needs_rebuild:
             raise DiskError("the database must be rebuilt before applying more entries")
-        results = self._apply_one(e, decoded)
+        results = self._apply_one(e, decoded, counted)
         self.applied_index = e.index
         self._expire_staging(e.index)
         return results
@@ -201,7 +204,7 @@ class StateMachine:
         finally:
             remove_database_files(side)
 
-    def _apply_one(self, e: Entry, decoded: command.Command | None) -> list[Result]:
+    def _apply_one(self, e: Entry, decoded: command.Command | None, counted: bool) -> list[Result]:
         if e.type is EntryType.CONFIG:
             self.conf = ConfState.decode(e.data)
             return []
@@ -216,7 +219,7 @@ class StateMachine:
             cmd = command.decode(e.data)
         if cmd.kind is command.Kind.LOAD_SQL:
             return self._unwrapped(lambda: self._load_sql(cmd))
-        return self._run(cmd)
+        return self._run(cmd, counted)
 
     def _load_sql(self, cmd: command.Command) -> list[Result]:
         writer = self.db.writer
@@ -226,7 +229,7 @@ class StateMachine:
                 writer.execute("ROLLBACK")  # the dump's own BEGIN, left open
         return results
 
-    def _run(self, cmd: command.Command) -> list[Result]:
+    def _run(self, cmd: command.Command, counted: bool) -> list[Result]:
         """A request inside the entry's savepoint (see db.run, `wrapped`)."""
         writer = self.db.writer
 
@@ -240,6 +243,7 @@ class StateMachine:
                 timeout_error=(
                     "query timeout" if cmd.kind is command.Kind.QUERY else "execute timeout"
                 ),
+                counted=counted,
                 **wrap,
             )
 

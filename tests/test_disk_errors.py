@@ -584,27 +584,42 @@ def _dump(conn: apsw.Connection) -> list[object]:
     return out
 
 
-def test_wrapped_entries_give_the_results_and_data_of_unwrapped_ones(tmp_path: Path) -> None:
+@pytest.mark.parametrize("foreign_keys", [True, False])
+def test_wrapped_entries_give_the_results_and_data_of_unwrapped_ones(
+    tmp_path: Path, foreign_keys: bool
+) -> None:
     """Differential: every request through the state machine (one savepoint
-    per entry, or unwrapped when it must be) against plain db.run, the old
-    way, on a second database. Foreign keys on, for deferred constraints."""
-    ref = db.Database(str(tmp_path / "ref.sqlite"), foreign_keys=True)
-    machine = fsm.StateMachine(db.Database(str(tmp_path / "db.sqlite"), foreign_keys=True))
+    per entry, or unwrapped when it must be; runs batched) against plain
+    db.run, the old way, on another database. With foreign keys on, for
+    deferred constraints, and off, where a follower's batches run without
+    counting. A follower (`counted=False`) must reach the same data and
+    report the same errors."""
+
+    def open_db(name: str) -> db.Database:
+        return db.Database(str(tmp_path / name), foreign_keys=foreign_keys)
+
+    ref = open_db("ref.sqlite")
+    machine = fsm.StateMachine(open_db("db.sqlite"))
+    follower = fsm.StateMachine(open_db("follower.sqlite"))
     for i, (sql, tx, kind, budget) in enumerate(SEMANTICS, start=1):
         stmts = tuple(_statement(s) for s in sql)
         data = command.encode(Command(kind, stmts, tx, budget))
         got = machine.apply_entry(entry(i, data))
+        followed = follower.apply_entry(entry(i, data), counted=False)
         want = _reference_apply(ref.writer, sql, tx, kind, budget)
         assert _comparable(got) == _comparable(want), (i, sql)
-        assert machine.db.writer.get_autocommit() == ref.writer.get_autocommit(), (i, sql)
-        assert _dump(machine.db.writer) == _dump(ref.writer), (i, sql)
-    assert machine.applied_index == len(SEMANTICS)
-    assert any(
+        assert [r.error for r in followed] == [r.error for r in want], (i, sql)
+        for m in (machine, follower):
+            assert m.db.writer.get_autocommit() == ref.writer.get_autocommit(), (i, sql)
+            assert _dump(m.db.writer) == _dump(ref.writer), (i, sql)
+    assert machine.applied_index == follower.applied_index == len(SEMANTICS)
+    fk_failed = any(
         r.error == db.FK_FAILED
         for r in _reference_apply(
             ref.writer, ("INSERT INTO ch VALUES(99)",), False, Kind.EXECUTE, 0
         )
     )
+    assert fk_failed == foreign_keys
 
 
 def test_a_multi_statement_entry_is_seen_by_readers_all_at_once(

@@ -15,6 +15,7 @@ import struct
 
 import pytest
 
+from rqlite_py.http import encoding
 from rqlite_py.http.encoding import encode_error_text, encode_response, go_float, go_json
 from rqlite_py.results import ExecuteResult, QueryResult, Response
 
@@ -81,6 +82,32 @@ def test_execute_result_fields_in_go_order() -> None:
 def test_execute_zero_fields_omitted() -> None:
     assert enc(ExecuteResult(rows_affected=3)) == '{"results":[{"rows_affected":3}]}'
     assert enc(ExecuteResult(last_insert_id=7)) == '{"results":[{"last_insert_id":7}]}'
+
+
+@pytest.mark.parametrize("sequence_number", [0, 7])
+@pytest.mark.parametrize("raft_index", [0, 12])
+def test_writes_only_bodies_match_the_general_encoder(
+    sequence_number: int, raft_index: int
+) -> None:
+    """The direct writer of execute-only bodies (the common answer to a
+    write) gives the general encoder's bytes: zero fields, big numbers."""
+    resp = Response(
+        [
+            ExecuteResult(3, 1),
+            ExecuteResult(0, 2),
+            ExecuteResult(4, 0),
+            ExecuteResult(),
+            ExecuteResult(-(2**63), 2**63 - 1, time=0.5),
+        ],
+        sequence_number=sequence_number,
+        raft_index=raft_index,
+    )
+    fast = encode_response(resp)
+    assert fast == encoding._general(resp, False, False, False, False)
+    assert json.loads(fast)["results"][1] == {"rows_affected": 2}
+    assert encoding._writes_only(Response([])) == encoding._general(
+        Response([]), False, False, False, False
+    )
 
 
 def test_associative_execute_carries_null_rows() -> None:

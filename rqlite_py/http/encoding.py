@@ -102,6 +102,42 @@ def encode_response(
     blob_array: bool = False,
 ) -> bytes:
     """A `/db/*` body in rqlite's shape and key order (API.md §a.4)."""
+    if not (pretty or timings or associative or resp.error) and all(
+        type(r) is ExecuteResult and not r.error for r in resp.results
+    ):
+        return _writes_only(resp)
+    return _general(resp, pretty, timings, associative, blob_array)
+
+
+def _writes_only(resp: Response) -> bytes:
+    """The common answer to a write, written directly: three times faster
+    than building dicts for the JSON encoder, which showed in a bulk
+    write's profile (1000 results per request; issue 7). Same bytes as
+    _general (tested)."""
+    out = ['{"results":[', ",".join(map(_write_text, resp.results)), "]"]  # type: ignore[arg-type]
+    if resp.sequence_number:
+        out.append(f',"sequence_number":{int(resp.sequence_number)}')
+    if resp.raft_index:
+        out.append(f',"raft_index":{int(resp.raft_index)}')
+    out.append("}")
+    return "".join(out).encode()
+
+
+def _write_text(r: ExecuteResult) -> str:
+    # Go's omitempty: a zero id or count is left out.
+    lid, n = int(r.last_insert_id), int(r.rows_affected)
+    if lid:
+        return (
+            f'{{"last_insert_id":{lid},"rows_affected":{n}}}'
+            if n
+            else f'{{"last_insert_id":{lid}}}'
+        )
+    return f'{{"rows_affected":{n}}}' if n else "{}"
+
+
+def _general(
+    resp: Response, pretty: bool, timings: bool, associative: bool, blob_array: bool
+) -> bytes:
     texts: list[str] = []
     results = [_result(r, texts, timings, associative, blob_array) for r in resp.results]
     out: dict[str, Any] = {"results": results}
