@@ -27,7 +27,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .command import Command
@@ -205,6 +205,8 @@ class Driver:
         """A read-index request not yet taken by the loop (see read_index)."""
         self._running = False
         self._thread = threading.Thread(target=self._loop, name=f"raft-{node_id}", daemon=True)
+        self._saver = ThreadPoolExecutor(1, thread_name_prefix=f"save-{node_id}")
+        """Saves a Ready while the Raft loop applies (see _persist)."""
         self._last_contact = time.monotonic()
         self._caught_up_at = self._last_contact
         self._applied_cv = threading.Condition()
@@ -227,6 +229,7 @@ class Driver:
             return
         self._inbox.put(_Work(self._halt, stalled=_While.RUN))
         self._thread.join(timeout_s)
+        self._saver.shutdown(wait=False)
 
     def _halt(self) -> None:
         self._running = False
@@ -483,12 +486,44 @@ class Driver:
                 self._install_snapshot(rd.snapshot, p)
             p.stage = _Stage.PERSIST
         if p.stage is _Stage.PERSIST:
-            self.storage.save(rd.entries, rd.hard_state)
+            self._persist(p)
             p.stage = _Stage.APPLY
             self._send_all(rd.messages_after_persist)
         if self.fsm.needs_rebuild:
             self._rebuild_state_machine()
-        while p.applied < len(rd.committed_entries):
+        self._apply(p, len(rd.committed_entries))
+        self._pending = None
+        self._finish(rd, p.was_leader)
+
+    def _persist(self, p: _Pending) -> None:
+        """Save the Ready's entries and hard state. Meanwhile, this thread
+        applies the committed entries that were durable here before the
+        Ready: SQLite's fsync and the state machine's work overlap instead
+        of taking turns (a bulk write's Raft loop spent 52% applying and 21%
+        saving; issue 7). An entry this save holds is applied only after it.
+        If either fails, the Ready is retried from the save, which writes
+        the same entries again; what was applied stays applied."""
+        rd = p.rd
+        durable = p.applied
+        if rd.entries and not self.fsm.needs_rebuild:
+            # Stored before, and not about to be replaced by this save.
+            upto = min(self.storage.last_index(), rd.entries[0].index - 1)
+            committed = rd.committed_entries
+            while durable < len(committed) and committed[durable].index <= upto:
+                durable += 1
+        if durable == p.applied:
+            self.storage.save(rd.entries, rd.hard_state)
+            return
+        saving = self._saver.submit(self.storage.save, rd.entries, rd.hard_state)
+        try:
+            self._apply(p, durable)
+        finally:
+            saving.result()  # a failed save raises its DiskError here
+
+    def _apply(self, p: _Pending, upto: int) -> None:
+        """Apply the Ready's committed entries before position `upto`."""
+        rd = p.rd
+        while p.applied < upto:
             e = rd.committed_entries[p.applied]
             mine = self._proposals.get(e.index)
             if mine is not None and mine.term == e.term:  # the very entry proposed here
@@ -497,8 +532,6 @@ class Driver:
                 results = self.fsm.apply_entry(e, counted=False)  # nobody waits for them
             p.applied += 1
             self._complete(e.index, e.term, results)
-        self._pending = None
-        self._finish(rd, p.was_leader)
 
     def _stall(self, error: DiskError) -> None:
         """The disk failed while carrying out a Ready: refuse what waits on

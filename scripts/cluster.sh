@@ -23,7 +23,12 @@ start)
   curl -s "127.0.0.1:4001/nodes?pretty"; echo
   ;;
 stop)
-  for f in "$dir"/node*.pid; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null; rm -f "$f"; done
+  # A node that already stopped must not keep the others running: a failed
+  # kill is not an error here (under set -e it would end the loop).
+  for f in "$dir"/node*.pid; do
+    if [[ -f $f ]]; then kill "$(cat "$f")" 2>/dev/null || true; fi
+    rm -f "$f"
+  done
   ;;
 status)
   curl -s "127.0.0.1:4001/nodes?pretty&nonvoters" || echo "node1 is not answering"

@@ -864,6 +864,86 @@ def test_a_follower_acknowledges_an_append_only_once_it_is_durable(tmp_path: Pat
         d.fsm.db.close()
 
 
+class GatedLog(FlakyLog):
+    """raft.db whose saves of entries each wait for a permit."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.permits = threading.Semaphore(1)  # the bootstrap's
+        self.waiting = threading.Event()
+
+    def save(self, entries: tuple[Entry, ...], hard_state: HardState | None) -> None:
+        if entries:
+            self.waiting.set()  # cleared by the test once it has seen it
+            assert self.permits.acquire(timeout=10)
+        super().save(entries, hard_state)
+
+
+def test_committed_entries_apply_while_the_next_save_runs_but_never_before_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_persist: a follower applies entries it had stored while it saves
+    new ones, and applies no entry before it is durable here, even when
+    the same append carries the entry and its commit."""
+    storage = GatedLog(str(tmp_path / "raft.db"))
+    conf = ConfState.of(["n1", "n2"], addrs={"n1": "127.0.0.1:1", "n2": "127.0.0.1:2"})
+    storage.bootstrap(bootstrap_entry(conf), HardState(Term(1), commit=Index(1)))
+    storage.waiting.clear()
+    machine = fsm.StateMachine(db.Database(str(tmp_path / "db.sqlite")))
+    d = Driver(NodeId("n2"), storage, machine, FAST, send=lambda m: None)
+    applied_when: list[tuple[int, int]] = []
+    real_apply = machine.apply_entry
+
+    def apply_entry(e: Entry, *a: object, **kw: object) -> list[Result]:
+        applied_when.append((e.index, storage.last_index()))
+        return real_apply(e, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(machine, "apply_entry", apply_entry)
+
+    def append(prev: int, commit: int, *sql: str) -> Message:
+        return Message(
+            MsgType.APPEND,
+            NodeId("n1"),
+            NodeId("n2"),
+            Term(2),
+            log_term=Term(1 if prev == 1 else 2),
+            index=Index(prev),
+            entries=tuple(Entry(Term(2), Index(prev + 1 + k), cmd(q)) for k, q in enumerate(sql)),
+            commit=Index(commit),
+        )
+
+    def saving(last_stored: int) -> None:
+        wait_for("a save waiting", storage.waiting.is_set)
+        storage.waiting.clear()
+        assert storage.last_index() == last_stored
+
+    d.start()
+    try:
+        d.step(append(1, 1, "CREATE TABLE t(v)", "INSERT INTO t VALUES(2)"))
+        saving(1)
+        storage.permits.release()
+        d.step(append(3, 3, "INSERT INTO t VALUES(3)"))
+        saving(3)
+        # Entries 2 and 3 were stored already: applied while 4 is being saved.
+        wait_for("entries 2-3 applied", lambda: machine.applied_index == 3)
+        d.step(append(4, 5, "INSERT INTO t VALUES(5)"))
+        storage.permits.release()
+        # One Ready saves 5 and commits 4 and 5: 4 applies meanwhile, 5 waits.
+        saving(4)
+        wait_for("entry 4 applied", lambda: machine.applied_index == 4)
+        assert storage.last_index() == 4 and machine.applied_index == 4
+        storage.permits.release()
+        wait_for("entry 5 applied", lambda: machine.applied_index == 5)
+        assert rows(machine, "SELECT v FROM t") == [(2,), (3,), (5,)]
+        assert [i for i, _ in applied_when] == [1, 2, 3, 4, 5]
+        assert all(index <= stored for index, stored in applied_when), applied_when
+    finally:
+        for _ in range(3):
+            storage.permits.release()
+        d.stop()
+        machine.db.close()
+
+
 def test_an_entry_that_cannot_be_applied_stalls_the_driver_until_it_can(
     single: tuple[Driver, FlakyLog],
 ) -> None:
