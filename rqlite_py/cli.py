@@ -14,7 +14,7 @@ import sys
 import threading
 from types import FrameType
 
-from . import __version__, config
+from . import __version__, config, memory
 from .cluster import JoinError
 from .db import DatabaseError
 from .disk import DiskError
@@ -147,6 +147,7 @@ def run(cfg: config.NodeConfig) -> int:
     # 22 -> 19 ms, +9% writes/s).
     gc.freeze()
     gc.set_threshold(20_000, 20, 100)
+    trimmer = memory.start_trimming()
     log.info(
         "node %s serving HTTP on %s, Raft on %s, data in %s",
         cfg.node_id,
@@ -162,6 +163,8 @@ def run(cfg: config.NodeConfig) -> int:
         # that was asked to stop must stop.
         server.stop(SHUTDOWN_GRACE_S + 1)
         store.close()
+        if trimmer is not None:
+            trimmer.stop()
     log.info("node %s stopped", cfg.node_id)
     return 0
 
