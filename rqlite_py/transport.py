@@ -32,6 +32,19 @@ log = logging.getLogger(__name__)
 
 QUEUE_MAX = 4096
 """Messages waiting for one peer; beyond this the oldest are dropped."""
+QUEUE_MAX_BYTES = 64 << 20
+"""Entry bytes waiting for one peer; beyond this too. A leader whose peer
+is slow or unreachable sends it up to 1 MB per append and per heartbeat
+answer: counted in messages alone, a queue could hold gigabytes (seen: 8.7 GB
+resident). Raft resends what is dropped."""
+SEND_BATCH_BYTES = 8 << 20
+"""Entry bytes the sender thread encodes and writes in one go."""
+
+
+def _entry_bytes(m: Message) -> int:
+    return sum(len(e.data) for e in m.entries)
+
+
 IDLE_TIMEOUT_S = 300.0
 """An inbound connection silent this long is closed."""
 BACKOFF_MAX_S = 1.0
@@ -109,6 +122,8 @@ class _Peer:
         self.node = node
         self.addr = addr
         self.queue: deque[Message] = deque()
+        self.queued_bytes = 0
+        """Entry bytes in `queue` (see QUEUE_MAX_BYTES)."""
         self.cv = threading.Condition()
         self.dropped = 0
         self.sock: socket.socket | None = None
@@ -125,10 +140,14 @@ class _Peer:
             sock = self.sock
             direct = not self.queue and not self.busy and not self.tail and sock is not None
             if not direct:
-                if len(self.queue) >= QUEUE_MAX:
-                    self.queue.popleft()
+                size = _entry_bytes(m)
+                while self.queue and (
+                    len(self.queue) >= QUEUE_MAX or self.queued_bytes + size > QUEUE_MAX_BYTES
+                ):
+                    self.queued_bytes -= _entry_bytes(self.queue.popleft())
                     self.dropped += 1
                 self.queue.append(m)
+                self.queued_bytes += size
                 self.cv.notify()
                 return
             self.busy = True
@@ -160,8 +179,7 @@ class _Peer:
                     self.cv.wait()
                 if self.closed:
                     break
-                batch = list(self.queue)
-                self.queue.clear()
+                batch = self._take_batch()
                 tail, self.tail = self.tail, b""
                 self.busy = True
             try:
@@ -190,6 +208,18 @@ class _Peer:
                     self.cv.wait_for(lambda: self.closed, timeout=backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
         self._drop_connection()
+
+    def _take_batch(self) -> list[Message]:
+        """The oldest queued messages, up to SEND_BATCH_BYTES of entries (at
+        least one message). Called with `cv` held."""
+        batch: list[Message] = []
+        size = 0
+        while self.queue and (not batch or size + _entry_bytes(self.queue[0]) <= SEND_BATCH_BYTES):
+            m = self.queue.popleft()
+            size += _entry_bytes(m)
+            batch.append(m)
+        self.queued_bytes -= size
+        return batch
 
     def _drop_connection(self) -> None:
         if self.sock is not None:
