@@ -29,6 +29,8 @@ log = logging.getLogger("rqlite_py")
 
 HTTP_THREADS_MAX = 256
 SHUTDOWN_GRACE_S = 10.0
+SWITCH_INTERVAL_S = 0.001
+"""How long a thread may hold the GIL while another waits for it (see run)."""
 
 
 def split_host_port(addr: str) -> tuple[str, int]:
@@ -147,6 +149,12 @@ def run(cfg: config.NodeConfig) -> int:
     # 22 -> 19 ms, +9% writes/s).
     gc.freeze()
     gc.set_threshold(20_000, 20, 100)
+    # A thread that wants the GIL waits until the holder's switch interval
+    # ends. At 5 ms (Python's default) that wait sat on the path of single
+    # writes; at 1 ms, an A/B of two 3-node clusters (5 alternating rounds)
+    # gave one client +13% writes/s with p99 32 -> 3.4 ms, and 32 clients
+    # +9% with p99 31 -> 20 ms; bulk writes within noise (issue 7).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     trimmer = memory.start_trimming()
     log.info(
         "node %s serving HTTP on %s, Raft on %s, data in %s",
