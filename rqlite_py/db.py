@@ -351,7 +351,10 @@ def run(
     try:
         if transaction:
             conn.execute("SAVEPOINT rqlite_tx" if emulate else "BEGIN")
+        batching = batch and mode == Mode.EXECUTE and not savepoints
         i = 0
+        run_end = 0  # statements[i:run_end]: the rest of a run of one write (_run_end)
+        solo = False  # that run cannot go through executemany: one at a time
         while i < len(statements):
             stmt = statements[i]
             if not stmt.sql.strip():
@@ -359,18 +362,22 @@ def run(
                 continue
             if savepoints:
                 conn.execute("SAVEPOINT rqlite_stmt")
+            if i >= run_end:
+                run_end = _run_end(statements, i) if batching else i + 1
+                solo = False
             rows = (
-                _run_batch(
+                []
+                if solo or run_end - i < 2
+                else _run_batch(
                     conn,
                     statements,
                     i,
+                    run_end,
                     timeout_error,
                     wrapped=wrapped,
                     fk_check=fast,
                     counted=counted or not fast or limit is not None,
                 )
-                if batch and mode == Mode.EXECUTE and not savepoints and _batchable(statements, i)
-                else []
             )
             if rows:
                 # All but the last row passed the checks below inside the batch.
@@ -378,6 +385,7 @@ def run(
                 result = rows[-1]
                 i += len(rows)
             else:
+                solo = True
                 result = _run_one(conn, stmt, mode, timeout_error, qualify_columns, guard=wrapped)
                 i += 1
             if wrapped and conn.get_autocommit():
@@ -428,14 +436,20 @@ def run(
     return results
 
 
-def _batchable(statements: Sequence[Statement], i: int) -> bool:
-    """Does a run of the same plain write start at `i`? (Positional
-    parameters only: named ones may need the statement's parameter names.)"""
-    first = statements[i]
-    if first.named or first.returning or i + 1 >= len(statements):
-        return False
-    second = statements[i + 1]
-    return second.sql == first.sql and not second.named and not second.returning
+def _run_end(statements: Sequence[Statement], start: int) -> int:
+    """Where the run of the same plain write that begins at `start` ends
+    (start + 1: no run). Positional parameters only: named ones may need
+    the statement's parameter names."""
+    end = start + 1
+    first = statements[start]
+    if first.named or first.returning:
+        return end
+    while end < len(statements):
+        s = statements[end]
+        if s.sql != first.sql or s.named or s.returning:
+            break
+        end += 1
+    return end
 
 
 _BIND_ERRORS = (TypeError, OverflowError, apsw.BindingsError)
@@ -489,28 +503,21 @@ def _run_batch(
     conn: apsw.Connection,
     statements: Sequence[Statement],
     start: int,
+    end: int,
     timeout_error: str,
     *,
     wrapped: bool,
     fk_check: bool,
     counted: bool,
 ) -> list[Result]:
-    """Run statements[start:] while they are the same SQL with positional
-    parameters, in Mode.EXECUTE. Returns one result per row run, in order,
-    the last of which may be an error: the rows after a failed one are left
-    to the caller. Returns [] when the SQL holds several statements or
-    manages transactions in a `wrapped` run, having run nothing. Results
-    are those _run_one would give; without `counted`, UNCOUNTED stands for
-    each row that succeeded."""
+    """Run statements[start:end], a run of one write (_run_end), in
+    Mode.EXECUTE. Returns one result per row run, in order, the last of
+    which may be an error: the rows after a failed one are left to the
+    caller. Returns [] when the SQL holds several statements or manages
+    transactions in a `wrapped` run, having run nothing. Results are those
+    _run_one would give; without `counted`, UNCOUNTED stands for each row
+    that succeeded."""
     sql = statements[start].sql
-    end = start + 1
-    while (
-        end < len(statements)
-        and statements[end].sql == sql
-        and not statements[end].named
-        and not statements[end].returning
-    ):
-        end += 1
     if wrapped and manages_transactions(sql):
         return []  # _run_one raises OwnTransactionError
     rows = [s.params for s in statements[start:end]]

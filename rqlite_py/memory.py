@@ -5,7 +5,8 @@ keeps what is freed in the middle of its heaps for reuse. A node's working set
 comes and goes in bursts (a 1 MB request is a body, parsed statements, a log
 entry, two encoded messages), so its resident size follows its peaks, not
 what it holds. A leader serving a 1 GB database was 102-114 MB resident; with
-a trim every 2 s, 79 MB (issue 7, scripts/bench_cluster.py). glibc's
+this trimming, 88-96 MB (79 MB trimming every 2 s whatever was free; issue 7,
+scripts/bench_cluster.py). glibc's
 malloc_trim releases free pages anywhere in the heaps, not only at the top.
 Elsewhere (musl, macOS) there is nothing to call and nothing is done.
 """

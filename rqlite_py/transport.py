@@ -35,16 +35,11 @@ QUEUE_MAX = 4096
 QUEUE_MAX_BYTES = 64 << 20
 """Entry bytes waiting for one peer; beyond this too. A leader whose peer
 is slow or unreachable sends it up to 1 MB per append and per heartbeat
-answer: counted in messages alone, a queue could hold gigabytes (seen: 8.7 GB
-resident). Raft resends what is dropped."""
+answer: counted in messages alone, a queue could hold gigabytes (a stale
+leader was once seen at 8.7 GB resident, most likely this). Raft resends
+what is dropped."""
 SEND_BATCH_BYTES = 8 << 20
 """Entry bytes the sender thread encodes and writes in one go."""
-
-
-def _entry_bytes(m: Message) -> int:
-    return sum(len(e.data) for e in m.entries)
-
-
 IDLE_TIMEOUT_S = 300.0
 """An inbound connection silent this long is closed."""
 BACKOFF_MAX_S = 1.0
@@ -53,6 +48,10 @@ DIRECT_MAX_BYTES = 1 << 14
 a leader is the bottleneck of bulk writes, and a 60 KB send cost it 11% of
 its time (issue 7), time a sender thread spends in the kernel instead."""
 SNAPSHOT_CHUNK = 1 << 20
+
+
+def _entry_bytes(m: Message) -> int:
+    return sum(len(e.data) for e in m.entries)
 
 
 class TransportError(Exception):
