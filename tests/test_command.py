@@ -23,6 +23,25 @@ CASES = [
     ),
     Command(Kind.QUERY, (Statement("SELECT * FROM foo WHERE id > ?", (-(2**63),)),)),
     Command(Kind.REQUEST, (Statement("SELECT 1"), Statement("INSERT INTO t VALUES(1)"))),
+    # Runs of one SQL text, broken by another text, by named parameters
+    # appearing or going, by RETURNING, and by BLOBs among plain values.
+    Command(
+        Kind.REQUEST,
+        (
+            *(Statement("INSERT INTO t VALUES(?, ?)", (i, f"v{i}")) for i in range(3)),
+            Statement("INSERT INTO t VALUES(?, ?)", (b"\x01", None)),
+            Statement("INSERT INTO t VALUES(?, ?)"),
+            Statement("SELECT 1"),
+            Statement("SELECT 1"),
+            Statement("INSERT INTO t VALUES(?, :b)", (1,), (("b", b"\x02"),)),
+            Statement("INSERT INTO t VALUES(?, :b)", (2,), (("b", 2),)),
+            Statement("INSERT INTO t VALUES(?, :b)", (3,)),
+            Statement("INSERT INTO t VALUES(?, :b) RETURNING *", (4,), returning=True),
+            Statement("INSERT INTO t VALUES(?, :b) RETURNING *", (5,), (("b", 1),), True),
+            Statement("INSERT INTO t VALUES(?, :b) RETURNING *", (6,)),
+        ),
+    ),
+    Command(Kind.EXECUTE, ()),
 ]
 
 
@@ -31,9 +50,18 @@ def test_round_trip(cmd: Command) -> None:
     assert command.decode(command.encode(cmd)) == cmd
 
 
+def test_a_run_writes_its_sql_once() -> None:
+    sql = "INSERT INTO kv(k, v) VALUES(?, ?)"
+    cmd = Command(Kind.EXECUTE, tuple(Statement(sql, (f"k{i}", "v")) for i in range(1000)))
+    data = command.encode(cmd)
+    assert data.count(sql.encode()) == 1
+    assert command.decode(data) == cmd
+
+
 def test_entries_written_by_earlier_versions_still_decode() -> None:
-    """The log outlives the code: entries in the first layout (parameter
-    lists always present with named ones, BLOBs as objects) decode."""
+    """The log outlives the code: entries in the version 1 layout (one item
+    per statement, parameter lists always present with named ones, BLOBs
+    as objects) decode."""
     old = (
         b'{"v":1,"k":"execute","s":[["INSERT INTO b VALUES(?, ?)",["x",{"b":"AP8="}]],'
         b'["SELECT 1"],["INSERT INTO t VALUES(:n)",[],{"n":{"b":"AQ=="}}],'
@@ -77,6 +105,14 @@ def test_parsed_bodies_survive_the_log_unchanged() -> None:
         b'{"v":2,"k":"execute","s":[]}',
         b'{"v":1,"k":"nope","s":[]}',
         b'{"v":1,"k":"execute","s":[[1,[{"x":1}]]]}',
+        b'{"v":3,"k":"execute","r":[]}',
+        b'{"v":2,"k":"execute","r":[[1,[[]]]]}',
+        b'{"v":2,"k":"execute","r":[["SELECT ?",[[{"x":1}]]]]}',
+        b'{"v":2,"k":"execute","r":[["SELECT ?","ab"]]}',
+        b'{"v":2,"k":"execute","r":[["SELECT ?",[5]]]}',
+        b'{"v":2,"k":"execute","r":[["SELECT :a",[[],[]],[{"a":1}]]]}',
+        b'{"v":2,"k":"execute","r":[["SELECT :a",[[]],{"a":1}]]}',
+        b'{"v":2,"k":"execute","r":[["SELECT ?",[[[1]]]]]}',
     ],
 )
 def test_garbage_is_a_command_error(data: bytes) -> None:
