@@ -459,44 +459,80 @@ UNCOUNTED = ExecuteResult()
 Shared: never to be modified."""
 
 
+_Tracer = Callable[[apsw.Cursor, str, object], bool]
+
+
 class _Batch:
     """A run of rows of one statement through one executemany: SQLite
     prepares it once, and Python does a few calls per row instead of a
     cursor, a tracer and a result per statement (about 2.5x faster for a
-    bulk INSERT; issue 7). Each row's result is read when the exec tracer
-    is called for the next row, or after the last one. With `fk_check`, the
-    run stops before a row when the previous one left a deferred foreign key
-    violation, which per-statement savepoints must handle (see run). A row
-    can lose the caller's transaction only by failing, which ends the run."""
+    bulk INSERT; issue 7). The exec tracer, called before each row, notes
+    where the previous row left last_insert_rowid, changes and the clock;
+    results are made from those marks once the run ends (half the cost of
+    making each in the tracer). With `fk_check`, the run stops before a row
+    when the previous one left a deferred foreign key violation, which
+    per-statement savepoints must handle (see run). A row can lose the
+    caller's transaction only by failing, which ends the run."""
 
     def __init__(self, conn: apsw.Connection, sql: str, fk_check: bool) -> None:
         self.conn = conn
         self.sql = sql
         self.fk_check = fk_check
-        self.results: list[Result] = []
-        self.started = 0
-        """Rows whose execution began (the tracer runs after binding)."""
-        self.last = time.perf_counter()
+        self.marks: list[tuple[int, int, float]] = []
+        """(last_insert_rowid, changes, time) after each finished row."""
+        self.started = False
+        self.t0 = time.perf_counter()
 
-    def tracer(self, _cursor: apsw.Cursor, sql: str, _bindings: object) -> bool:
-        if self.started:
-            self.finish_row()
-            if self.fk_check and deferred_fk_violations(self.conn):
-                return False
-        elif sql != self.sql:
+    def first(self, cursor: apsw.Cursor, sql: str, _bindings: object) -> bool:
+        if sql != self.sql:
             # Several statements in one text would share the bindings: run
             # those one by one. Nothing has been executed yet.
             return False
-        self.started += 1
+        self.started = True
+        cursor.exec_trace = self._next_checked() if self.fk_check else self._next()
         return True
 
-    def finish_row(self) -> None:
-        now = time.perf_counter()
-        conn = self.conn
-        self.results.append(
-            ExecuteResult(conn.last_insert_rowid(), conn.changes(), "", now - self.last)
+    def _next(self) -> _Tracer:
+        append, rowid, changes, clock = (
+            self.marks.append,
+            self.conn.last_insert_rowid,
+            self.conn.changes,
+            time.perf_counter,
         )
-        self.last = now
+
+        def tracer(_cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
+            append((rowid(), changes(), clock()))
+            return True
+
+        return tracer
+
+    def _next_checked(self) -> _Tracer:
+        finish, conn = self.finish_row, self.conn
+
+        def tracer(_cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
+            finish()
+            return not deferred_fk_violations(conn)
+
+        return tracer
+
+    def rows_started(self) -> int:
+        return len(self.marks) + self.started
+
+    def finish_row(self) -> None:
+        conn = self.conn
+        self.marks.append((conn.last_insert_rowid(), conn.changes(), time.perf_counter()))
+
+    def results(self) -> list[Result]:
+        out: list[Result] = []
+        append = out.append
+        last = self.t0
+        for rowid, changes, t in self.marks:
+            append(ExecuteResult(rowid, changes, "", t - last))
+            last = t
+        return out
+
+    def last_time(self) -> float:
+        return self.marks[-1][2] if self.marks else self.t0
 
 
 def _run_batch(
@@ -529,7 +565,7 @@ def _run_batch(
             return done
     batch = _Batch(conn, sql, fk_check)
     cur = conn.cursor()
-    cur.exec_trace = batch.tracer
+    cur.exec_trace = batch.first
     try:
         for _ in cur.executemany(sql, rows):
             pass
@@ -540,22 +576,23 @@ def _run_batch(
             disk = environmental(e)
             if disk is not None:
                 raise disk from e
-        if isinstance(e, _BIND_ERRORS) and batch.started > len(batch.results):
+        if isinstance(e, _BIND_ERRORS) and batch.rows_started() > len(batch.marks):
             # A row's parameters failed to bind, which happens before its
             # tracer call: the row before it ran to completion.
             batch.finish_row()
-        stmt = statements[start + len(batch.results)]
+        results = batch.results()
+        stmt = statements[start + len(results)]
         if isinstance(e, apsw.InterruptError):
             message = timeout_error
         elif isinstance(e, apsw.Error):
             message = str(e)
         else:
             message = f"cannot bind parameters: {e}"
-        batch.results.append(_error(Mode.EXECUTE, stmt, message, start=batch.last))
-        return batch.results
-    if batch.started > len(batch.results):
+        results.append(_error(Mode.EXECUTE, stmt, message, start=batch.last_time()))
+        return results
+    if batch.rows_started() > len(batch.marks):
         batch.finish_row()
-    return batch.results
+    return batch.results()
 
 
 def _run_uncounted(
