@@ -138,6 +138,12 @@ class Database:
     def reader(self) -> Iterator[apsw.Connection]:
         """Borrow a read-only connection (at most -db-max-ro-conns at once)."""
         self._reader_slots.acquire()
+        with self._lend() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _lend(self) -> Iterator[apsw.Connection]:
+        """A reader for the holder of a reader slot, who gives both back."""
         try:
             try:
                 conn = self._readers.get_nowait()
@@ -171,6 +177,33 @@ class Database:
                 timeout_error="query timeout",
                 qualify_columns=qualify_columns,
             )
+
+    def query_briefly(
+        self,
+        statements: Sequence[Statement],
+        *,
+        transaction: bool,
+        qualify_columns: bool,
+        max_steps: int,
+    ) -> list[Result] | None:
+        """`query` for a caller that must not wait (the HTTP event loop):
+        None when no reader is free at once, or when the statements run
+        past `max_steps` SQLite VM steps (they are stopped there; they only
+        read, so there is nothing to undo and the caller runs them again
+        with `query`)."""
+        if not self._reader_slots.acquire(blocking=False):
+            return None
+        with self._lend() as conn:
+            budget = StepBudget(max_steps)
+            results = run(
+                conn,
+                statements,
+                transaction=transaction,
+                mode=Mode.QUERY_ONLY,
+                limit=budget,
+                qualify_columns=qualify_columns,
+            )
+            return None if budget.exceeded else results
 
     def backup(self, path: str, *, fmt: str, vacuum: bool, tables: Sequence[str]) -> None:
         """Write a consistent copy of the database to `path`: a SQLite file
@@ -225,18 +258,24 @@ def _deadline(timeout_s: float) -> Callable[[], bool] | None:
     return lambda: time.monotonic() > end
 
 
-def step_budget(steps: int) -> Callable[[], bool] | None:
-    """A limit counted in VM steps: deterministic, so every node applying
-    the same entry stops at the same statement."""
-    if steps <= 0:
-        return None
-    left = [steps // _PROGRESS_STEPS + 1]
+class StepBudget:
+    """A limit counted in VM steps, as a progress handler (see run):
+    deterministic, so every node applying the same entry stops at the same
+    statement. `exceeded` tells, afterwards, whether it stopped anything."""
 
-    def exceeded() -> bool:
-        left[0] -= 1
-        return left[0] < 0
+    def __init__(self, steps: int) -> None:
+        self.left = steps // _PROGRESS_STEPS + 1
+        self.exceeded = False
 
-    return exceeded
+    def __call__(self) -> bool:
+        self.left -= 1
+        if self.left < 0:
+            self.exceeded = True
+        return self.exceeded
+
+
+def step_budget(steps: int) -> StepBudget | None:
+    return StepBudget(steps) if steps > 0 else None
 
 
 def is_readonly(conn: apsw.Connection, sql: str) -> bool:

@@ -736,6 +736,30 @@ class Store:
         self._check_read_level(level, read)
         return Response(results=self._local_read(stmts, opts))
 
+    def begin_query(
+        self, statements: Sequence[Statement], opts: SqlOptions, read: ReadOptions
+    ) -> BriefRead | None:
+        """`query` for the HTTP event loop, which must not block: the level's
+        checks are made and, for a linearizable read, the read index asked
+        for; the read itself runs once BriefRead.future is done. None when
+        the read is not for the loop (strong, or a `db_timeout`); errors
+        raise, and the caller leaves the request to `query`."""
+        level = self._effective_level(read.level)
+        if level is Level.STRONG or opts.db_timeout_s > 0:
+            return None
+        stmts = self._prepare(statements, opts, rewrite=False)
+        if not stmts:
+            return None
+        future: Future[Index] | None = None
+        timeout_s = 0.0
+        if level is Level.LINEARIZABLE:
+            self._require_leader()
+            timeout_s = read.linearizable_timeout_s or self.cfg.apply_timeout_s
+            future = self.driver.read_index()
+        else:
+            self._check_read_level(level, read)
+        return BriefRead(self, stmts, opts, future, timeout_s)
+
     def _local_read(self, stmts: list[Statement], opts: SqlOptions) -> list[Result]:
         return self.db.query(
             stmts,
@@ -873,6 +897,53 @@ class Proposal:
     def _response(self, timeout_s: float) -> Response:
         index, results = self.store._wait(self.future, timeout_s)
         return Response(results=results, raft_index=index)
+
+
+class BriefRead:
+    """A read begun on the event loop (Store.begin_query). Once `future`
+    (the read index of a linearizable read; None for the other levels) is
+    done, `response` runs it there if it is brief; if not, `response_slow`
+    runs it on a worker thread."""
+
+    MAX_STEPS = 5000
+    """SQLite VM steps a read may take on the event loop: a point read takes
+    tens. Serving reads there saves the hand-over to a worker thread and
+    back, which at 32 clients cost more than the read itself (issue 7)."""
+
+    def __init__(
+        self,
+        store: Store,
+        stmts: list[Statement],
+        opts: SqlOptions,
+        future: Future[Index] | None,
+        timeout_s: float,
+    ) -> None:
+        self.store = store
+        self.stmts = stmts
+        self.opts = opts
+        self.future = future
+        self.timeout_s = timeout_s
+
+    def response(self) -> Response | None:
+        """The read's Response, or None when it is not brief. Raises what a
+        linearizable read failed with (a timeout if `future` is not done)."""
+        if self.future is not None:
+            index = self.store._wait(self.future, 0.0)
+            if not self.store.driver.wait_applied(index, 0.0):
+                raise StoreError(f"index {index}: timeout waiting for fsm")
+        results = self.store.db.query_briefly(
+            self.stmts,
+            transaction=self.opts.transaction,
+            qualify_columns=self.opts.qualify_columns,
+            max_steps=self.MAX_STEPS,
+        )
+        return None if results is None else Response(results=results)
+
+    def response_slow(self) -> Response:
+        """The same read with no step limit (a worker thread). Its read
+        index, if any, was confirmed already: reading a later state is
+        still linearizable."""
+        return Response(results=self.store._local_read(self.stmts, self.opts))
 
 
 def request_body(stmts: Sequence[Statement]) -> bytes:

@@ -2,8 +2,8 @@
 replies out, as the server would pass them (tests of the handlers).
 
 With `via_loop`, a request takes the path the server gives it on its event
-loop first (App.begin, then App.finish or App.error_reply once the write's
-future is done), as http/server.py does; the others go to App.handle."""
+loop first (App.begin, then App.finish, App.finish_slow or App.error_reply once
+the request's future is done), as http/server.py does; the others go to App.handle."""
 
 from __future__ import annotations
 
@@ -58,9 +58,11 @@ class AppClient:
         if begun is None:
             reply = self.app.handle(req)
         else:
-            wait([begun.proposal.future], timeout=begun.proposal.timeout_s)
+            if begun.future is not None:
+                wait([begun.future], timeout=begun.timeout_s)
             try:
-                reply = self.app.finish(begun)
+                got = self.app.finish(begun)
+                reply = self.app.finish_slow(begun, req) if got is None else got
             except Exception as e:
                 reply = self.app.error_reply(e, req)
         out = reply.body if isinstance(reply.body, bytes) else b"".join(reply.body)

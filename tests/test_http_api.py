@@ -430,22 +430,47 @@ def test_a_full_disk_answers_writes_at_once_and_recovers_by_itself(
     assert foo.get("/readyz").status_code == 200
 
 
-def test_only_a_leaders_plain_write_begins_on_the_event_loop(store: Store) -> None:
+def test_what_begins_on_the_event_loop(store: Store) -> None:
     from rqlite_py.http.messages import Request
 
     app = create_app(store)
     body = json.dumps(["CREATE TABLE t (x)"]).encode()
     begun = app.begin(Request("POST", "/db/execute", "", {}, body))
-    assert begun is not None
-    begun.proposal.future.result(timeout=10)
-    assert app.finish(begun).body == b'{"results":[{}]}'
+    assert begun is not None and begun.future is not None
+    begun.future.result(timeout=10)
+    reply = app.finish(begun)
+    assert reply is not None and reply.body == b'{"results":[{}]}'
     for req in (
         Request("POST", "/db/execute", "queue", {}, body),
-        Request("POST", "/db/query", "", {}, json.dumps(["SELECT 1"]).encode()),
         Request("GET", "/db/execute", "q=SELECT%201"),
         Request("POST", "/db/execute", "", {}, b"not json"),  # the worker answers the 400
+        Request("GET", "/db/query", "q=SELECT%201&level=strong"),  # through the log
+        Request("GET", "/db/query", "q=SELECT%201&db_timeout=1s"),
+        Request("POST", "/db/query", "", {}, b"not json"),
+        Request("GET", "/db/query", ""),  # no statements
     ):
         assert app.begin(req) is None, req
+
+    # Reads: weak and none at once, linearizable once its read index is in.
+    one = b'{"results":[{"columns":["1"],"types":["integer"],"values":[[1]]}]}'
+    for qs, waits in (("", False), ("&level=none", False), ("&level=linearizable", True)):
+        begun = app.begin(Request("GET", "/db/query", "q=SELECT%201" + qs))
+        assert begun is not None and (begun.future is not None) == waits, qs
+        if begun.future is not None:
+            begun.future.result(timeout=10)
+        reply = app.finish(begun)
+        assert reply is not None and reply.body == one, qs
+
+    # A read that is not brief stops at its step limit and runs on a worker.
+    count = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 100000) "
+    long_read = json.dumps([count + "SELECT count(*) FROM c"]).encode()
+    begun = app.begin(Request("POST", "/db/query", "", {}, long_read))
+    assert begun is not None and begun.future is None
+    assert app.finish(begun) is None
+    reply = app.finish_slow(begun, Request("POST", "/db/query", "", {}, long_read))
+    assert reply.body == (
+        b'{"results":[{"columns":["count(*)"],"types":["integer"],"values":[[100000]]}]}'
+    )
 
 
 # -- queued writes (API.md §c) ---------------------------------------------------

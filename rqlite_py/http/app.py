@@ -44,18 +44,34 @@ class App:
         return self._with_common_headers(reply)
 
     def begin(self, req: Request) -> db_api.Begun | None:
-        """Called on the event loop: a leader's POST /db/execute proposed
-        without a worker thread, or None (then `handle` on a worker)."""
-        if req.path != "/db/execute" or len(req.body) > self.ctx.max_body_bytes:
+        """Called on the event loop: a leader's POST /db/execute proposed, or
+        a read begun, without a worker thread; or None (then `handle` on a
+        worker)."""
+        if len(req.body) > self.ctx.max_body_bytes:
             return None
-        req.endpoint = db_api.execute.__name__
-        return db_api.begin_execute(self.ctx, req)
+        if req.path == "/db/execute":
+            req.endpoint = db_api.execute.__name__
+            return db_api.begin_execute(self.ctx, req)
+        if req.path == "/db/query":
+            req.endpoint = db_api.query.__name__
+            return db_api.begin_query(self.ctx, req)
+        return None
 
-    def finish(self, begun: db_api.Begun) -> Reply:
-        """The reply to a begun write whose future is done. Raises what the
-        write failed with: the caller maps it on a worker (`error_reply`),
+    def finish(self, begun: db_api.Begun) -> Reply | None:
+        """On the event loop, the reply to a begun request whose future is
+        done, or None: call `finish_slow` on a worker. Raises what the
+        request failed with: the caller maps it on a worker (`error_reply`),
         since a lost leadership may mean forwarding."""
-        return self._with_common_headers(begun.finish())
+        reply = begun.finish()
+        return None if reply is None else self._with_common_headers(reply)
+
+    def finish_slow(self, begun: db_api.Begun, req: Request) -> Reply:
+        """On a worker: the rest of a begun request that `finish` left."""
+        assert begun.finish_slow is not None
+        try:
+            return self._with_common_headers(begun.finish_slow())
+        except Exception as e:
+            return self.error_reply(e, req)
 
     def error_reply(self, e: Exception, req: Request) -> Reply:
         """The reply to a request that failed, or that the server refused

@@ -7,13 +7,15 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from .. import sql
 from ..command import Statement
 from ..disk import guarded
 from ..results import Response as DbResponse
-from ..store import Level, Proposal, ReadOptions, SqlOptions
+from ..store import Level, ReadOptions, SqlOptions
 from . import body, params
 from .encoding import encode_response
 from .messages import Reply, Request
@@ -89,11 +91,15 @@ def execute(ctx: Context, req: Request) -> Reply:
 
 @dataclass
 class Begun:
-    """A leader's write proposed from the event loop: once `proposal.future`
-    is done, `finish()` builds the reply without blocking."""
+    """A request begun on the event loop: once `future` is done (None:
+    nothing to wait for; `timeout_s` at most), `finish()` builds the reply
+    without blocking, or answers None when the rest must run on a worker
+    thread, through `finish_slow()`."""
 
-    proposal: Proposal
-    finish: Callable[[], Reply]
+    future: Future[Any] | None
+    timeout_s: float
+    finish: Callable[[], Reply | None]
+    finish_slow: Callable[[], Reply] | None = None
 
 
 def begin_execute(ctx: Context, req: Request) -> Begun | None:
@@ -116,7 +122,37 @@ def begin_execute(ctx: Context, req: Request) -> Begun | None:
         return None  # nothing to write: cheap either way
     ctx.stats.incr(f"requests.{req.endpoint}")  # counted once it cannot fall back
     proposal = begun
-    return Begun(proposal, lambda: _reply(ctx, proposal.response(), p, start))
+    return Begun(
+        proposal.future, proposal.timeout_s, lambda: _reply(ctx, proposal.response(), p, start)
+    )
+
+
+def begin_query(ctx: Context, req: Request) -> Begun | None:
+    """A read served from the event loop (Store.begin_query): no worker
+    thread unless it proves long. None, as for begin_execute, when the
+    request needs the full handler."""
+    start = time.perf_counter()
+    try:
+        p = params.parse(req.args)
+        read = ctx.store.begin_query(
+            _statements(req, p, allow_text=True), _sql_options(p), _read_options(p)
+        )
+    except Exception:
+        return None
+    if read is None:
+        return None
+    ctx.stats.incr(f"requests.{req.endpoint}")
+
+    def finish() -> Reply | None:
+        resp = read.response()
+        return None if resp is None else _reply(ctx, resp, p, start)
+
+    return Begun(
+        read.future,
+        read.timeout_s,
+        finish,
+        lambda: _reply(ctx, read.response_slow(), p, start),
+    )
 
 
 def query(ctx: Context, req: Request) -> Reply:

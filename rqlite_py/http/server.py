@@ -10,10 +10,12 @@ everything else.
 The event loop mostly moves bytes: each request is read whole (up to the
 body limit), handed to a worker thread (App.handle blocks while a write goes
 through the log), and its reply is written back; a streamed reply (backup)
-is pulled chunk by chunk on a worker thread too. The one exception is the
-commonest request, a write on the leader: it is proposed from the loop and
-its future awaited there (App.begin/finish), which saves two thread
-hand-overs per write (about 300 us at one client, traced).
+is pulled chunk by chunk on a worker thread too. The exceptions are the
+commonest requests. A write on the leader is proposed from the loop and its
+future awaited there (App.begin/finish), which saves two thread hand-overs
+per write (about 300 us at one client, traced). A read is served from the
+loop if it is brief (a step limit; a linearizable one first awaits its read
+index there), and goes on to a worker only if it is not.
 """
 
 from __future__ import annotations
@@ -78,15 +80,19 @@ class Asgi:
         await self._send(reply, send, loop)
 
     async def _finish(self, begun: Begun, req: Request, loop: asyncio.AbstractEventLoop) -> Reply:
-        """Wait for a write begun on the loop (no thread blocked meanwhile);
+        """Wait for a request begun on the loop (no thread blocked meanwhile);
         shielded, so that a timeout never cancels the Raft loop's future."""
-        waiting = asyncio.wrap_future(begun.proposal.future)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(waiting), begun.proposal.timeout_s)
+        if begun.future is not None:
+            waiting = asyncio.wrap_future(begun.future)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(waiting), begun.timeout_s)
         try:
-            return self.app.finish(begun)
+            reply = self.app.finish(begun)
         except Exception as e:
             return await loop.run_in_executor(self.workers, self.app.error_reply, e, req)
+        if reply is None:
+            return await loop.run_in_executor(self.workers, self.app.finish_slow, begun, req)
+        return reply
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limit = self.app.max_body_bytes
