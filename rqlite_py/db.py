@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import apsw
 
-from .command import Statement
+from .command import Statement, Statements
 from .disk import environmental
 from .results import ExecuteResult, QueryResult, Result, Value
 
@@ -479,6 +479,8 @@ def _run_end(statements: Sequence[Statement], start: int) -> int:
     """Where the run of the same plain write that begins at `start` ends
     (start + 1: no run). Positional parameters only: named ones may need
     the statement's parameter names."""
+    if isinstance(statements, Statements):
+        return statements.run_end(start)
     end = start + 1
     first = statements[start]
     if first.named or first.returning:
@@ -595,7 +597,11 @@ def _run_batch(
     sql = statements[start].sql
     if wrapped and manages_transactions(sql):
         return []  # _run_one raises OwnTransactionError
-    rows = [s.params for s in statements[start:end]]
+    rows = (
+        statements.rows(start, end)
+        if isinstance(statements, Statements)
+        else [s.params for s in statements[start:end]]
+    )
     if fk_check and not _foreign_keys_on(conn):
         fk_check = False  # no deferred violation can appear
     if not counted and not fk_check:
@@ -635,7 +641,7 @@ def _run_batch(
 
 
 def _run_uncounted(
-    conn: apsw.Connection, sql: str, rows: list[tuple[Value, ...]]
+    conn: apsw.Connection, sql: str, rows: Sequence[Sequence[Value]]
 ) -> list[Result] | None:
     """The rows of a batch with no tracer at all, when nobody reads their
     ids and counts (a follower applying an entry): half the cost again.
@@ -663,7 +669,7 @@ def _run_uncounted(
     return [UNCOUNTED] * len(rows)
 
 
-def _is_one_statement(conn: apsw.Connection, sql: str, params: tuple[Value, ...]) -> bool:
+def _is_one_statement(conn: apsw.Connection, sql: str, params: Sequence[Value]) -> bool:
     """Does `sql` hold one statement (that prepares, and binds `params`)?
     Found by preparing it and stopping before it runs; the prepared
     statement stays in apsw's cache for the run that follows."""

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from . import command, db, sql
 from .cluster import Cluster, JoinError
-from .command import Command, Kind, Statement
+from .command import Command, Kind, Run, Statement, Statements, add_statement
 from .disk import DiskError, guarded
 from .driver import Driver, LeadershipLostError, RaftStatus, ShutdownError, Timing
 from .fsm import StateMachine, remove_database_files
@@ -647,12 +647,12 @@ class Store:
             return Response()
         return self._propose(Kind.EXECUTE, stmts, opts)
 
-    def _through_log(self, kind: Kind, stmts: list[Statement], opts: SqlOptions) -> Response:
+    def _through_log(self, kind: Kind, stmts: Sequence[Statement], opts: SqlOptions) -> Response:
         return self._propose(kind, stmts, opts).wait()
 
-    def _propose(self, kind: Kind, stmts: list[Statement], opts: SqlOptions) -> Proposal:
+    def _propose(self, kind: Kind, stmts: Sequence[Statement], opts: SqlOptions) -> Proposal:
         self._require_leader()
-        cmd = Command(kind, tuple(stmts), opts.transaction, self._step_budget(opts))
+        cmd = Command(kind, Statements.of(stmts), opts.transaction, self._step_budget(opts))
         return Proposal(self, self.driver.propose(command.encode(cmd), cmd))
 
     # -- queued writes ----------------------------------------------------------
@@ -760,7 +760,7 @@ class Store:
             self._check_read_level(level, read)
         return BriefRead(self, stmts, opts, future, timeout_s)
 
-    def _local_read(self, stmts: list[Statement], opts: SqlOptions) -> list[Result]:
+    def _local_read(self, stmts: Sequence[Statement], opts: SqlOptions) -> list[Result]:
         return self.db.query(
             stmts,
             transaction=opts.transaction,
@@ -816,14 +816,15 @@ class Store:
     # -- helpers ----------------------------------------------------------------
     def _prepare(
         self, statements: Sequence[Statement], opts: SqlOptions, *, rewrite: bool
-    ) -> list[Statement]:
-        out = []
+    ) -> Statements:
+        runs: list[Run] = []
         # A bulk request repeats one SQL text with different parameters:
-        # check each distinct text once. Only a text that rewriting leaves
-        # unchanged is remembered (RANDOM() must get a new value each time).
+        # check each distinct text once, a run of it at a time. Only a text
+        # that rewriting leaves unchanged is remembered (RANDOM() must get a
+        # new value each time).
         plain: dict[str, bool] = {}
-        for s in statements:
-            text = s.sql
+        for run in Statements.of(statements).runs:
+            text = run.sql
             returning = plain.get(text)
             if returning is None:
                 if sql.is_empty(text):
@@ -831,20 +832,36 @@ class Store:
                 if sql.is_disallowed_pragma(text):
                     raise DisallowedPragmaError()
                 if opts.noparse:
-                    out.append(s)
+                    runs.append(run)
                     continue
-                if rewrite:
-                    text = sql.rewrite(
-                        text, rewrite_random=not opts.norwrandom, rewrite_time=not opts.norwtime
-                    )
+                if rewrite and self._rewrites(run, opts, runs):
+                    continue
                 returning = sql.has_returning(text)
-                if text is s.sql:
-                    plain[text] = returning
-            if text is s.sql and returning == s.returning:
-                out.append(s)
+                plain[text] = returning
+            if returning == run.returning:
+                runs.append(run)
             else:
-                out.append(Statement(text, s.params, s.named, returning))
-        return out
+                runs.append(Run(text, run.rows, run.named, returning))
+        return Statements(runs)
+
+    @staticmethod
+    def _rewrites(run: Run, opts: SqlOptions, out: list[Run]) -> bool:
+        """If rewriting changes the run's text, add each of its statements,
+        rewritten on its own, to `out` and say so."""
+
+        def rewritten(text: str) -> str:
+            return sql.rewrite(
+                text, rewrite_random=not opts.norwrandom, rewrite_time=not opts.norwtime
+            )
+
+        first = rewritten(run.sql)
+        if first is run.sql:
+            return False
+        for j in range(len(run.rows)):
+            s = run.statement(j)
+            text = first if j == 0 else rewritten(s.sql)
+            add_statement(out, text, s.params, s.named, sql.has_returning(text))
+        return True
 
     def _require_leader(self) -> None:
         """Leader-only work goes on here, or is forwarded. A leader whose disk

@@ -130,3 +130,37 @@ def test_load_chunks_round_trip_and_garbage(monkeypatch: pytest.MonkeyPatch) -> 
     assert command.decode_load_chunk(command.encode(CASES[0])) is None
     with pytest.raises(CommandError):
         command.decode_load_chunk(command.LOAD_PREFIX + b"short")
+
+
+def test_statements_kept_as_runs_behave_as_a_sequence() -> None:
+    plain = [Statement("INSERT INTO t VALUES(?)", (i,)) for i in range(3)]
+    named = Statement("INSERT INTO t VALUES(:a)", named=(("a", 1),))
+    ret = Statement("INSERT INTO t VALUES(1) RETURNING *", returning=True)
+    listed = [*plain, named, named, ret, Statement("SELECT 1"), *plain]
+    stmts = command.Statements.of(listed)
+    assert [len(r.rows) for r in stmts.runs] == [3, 2, 1, 1, 3]
+    assert stmts == listed and stmts == tuple(listed) and tuple(listed) == stmts
+    assert stmts != listed[:-1] and list(stmts) == listed and len(stmts) == 10
+    assert stmts[0] == plain[0] and stmts[4] == named and stmts[-1] == plain[2]
+    assert stmts[2:5] == listed[2:5] and stmts[::-3] == listed[::-3]
+    with pytest.raises(IndexError):
+        stmts[10]
+    # Where each statement's run of one plain write ends (db.run's batches).
+    assert [stmts.run_end(i) for i in range(10)] == [3, 3, 3, 4, 5, 6, 7, 10, 10, 10]
+    assert stmts.rows(8, 10) == [(1,), (2,)]
+    assert command.Statements.of(stmts) is stmts
+
+
+def test_a_bulk_body_parses_into_one_run() -> None:
+    raw = (
+        b'[["INSERT INTO t VALUES(?, ?)", 1, "a"], ["INSERT INTO t VALUES(?, ?)", 2, "b"],'
+        b' ["INSERT INTO t VALUES(?, ?)", 3, "x\'01\'"], ["INSERT INTO t VALUES(?, ?)", 4, null],'
+        b' "SELECT 1", "SELECT 1", ["INSERT INTO t VALUES(?, ?)", 5, {"b": 1}]]'
+    )
+    stmts = body.parse_json(raw)
+    assert [len(r.rows) for r in stmts.runs] == [4, 2, 1]
+    assert stmts[2] == Statement("INSERT INTO t VALUES(?, ?)", (3, b"\x01"))
+    assert stmts[6] == Statement("INSERT INTO t VALUES(?, ?)", (5,), (("b", 1),))
+    assert [stmts.run_end(i) for i in range(7)] == [4, 4, 4, 4, 6, 6, 7]
+    cmd = Command(Kind.EXECUTE, stmts)
+    assert command.decode(command.encode(cmd)) == cmd

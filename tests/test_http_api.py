@@ -203,6 +203,24 @@ def test_random_is_rewritten_before_the_log(client: AppClient) -> None:
     assert "RANDOM()" not in body["results"][0]["rewritten"].upper()
 
 
+def test_each_statement_of_a_run_gets_its_own_random_value(client: AppClient, store: Store) -> None:
+    """A bulk request is kept as one run of its SQL text; a text that is
+    rewritten is rewritten for each statement, not once for the run."""
+    ex(client, ["CREATE TABLE r (v INTEGER)"])
+    insert = ["INSERT INTO r(v) VALUES(RANDOM())", "INSERT INTO r(v) VALUES(?)"]
+    ex(client, [[insert[0]]] * 5 + [[insert[1], 7]] * 3 + [[insert[0]]] * 5)
+    result = json.loads(q(client, ["SELECT v FROM r ORDER BY rowid"]))["results"][0]
+    values = [row[0] for row in result["values"]]
+    assert values[5:8] == [7, 7, 7]
+    assert len(set(values[:5] + values[8:])) == 10
+    # The log holds the rewritten values: applying the entry again agrees.
+    last = store.logstore.last_index()
+    [entry] = store.logstore.entries(last, last + 1, 1 << 20)
+    logged = command.decode(entry.data).statements
+    assert [s.sql for s in logged][5:8] == [insert[1]] * 3
+    assert all("RANDOM()" not in s.sql.upper() for s in logged)
+
+
 def test_disallowed_pragma(client: AppClient) -> None:
     for path in ("/db/execute", "/db/query"):
         r = client.post(path, data=json.dumps(["PRAGMA journal_mode=DELETE"]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from ..command import Statement
+from ..command import Run, Statement, Statements, add_statement
 from ..results import Value
 
 _HEX_BLOB = re.compile(r"^[xX]'((?:[0-9a-fA-F]{2})*)'$")
@@ -32,7 +32,7 @@ def parse_text(body: bytes) -> list[Statement]:
         raise BodyError("invalid UTF-8 in request body") from e
 
 
-def parse_json(body: bytes) -> list[Statement]:
+def parse_json(body: bytes) -> Statements:
     try:
         obj = json.loads(body)
     except (ValueError, RecursionError) as e:
@@ -41,10 +41,30 @@ def parse_json(body: bytes) -> list[Statement]:
         raise BodyError("invalid request")
     if not obj:
         raise BodyError("no statements")
-    return [_statement(item) for item in obj]
+    runs: list[Run] = []
+    last: Run | None = None
+    for item in obj:
+        if type(item) is list and item and type(item[0]) is str:
+            params = item[1:]
+            for p in params:
+                t = type(p)
+                if (t is str and p[:2] in _HEX_STARTS) or not (t in _PLAIN or p is None):
+                    break
+            else:
+                # The common case, plain values: a row of the run it continues.
+                if last is not None and last.sql == item[0] and last.batchable():
+                    last.rows.append(params)
+                else:
+                    last = Run(item[0], [params])
+                    runs.append(last)
+                continue
+        s = _statement(item)
+        add_statement(runs, s.sql, s.params, s.named)
+        last = runs[-1]
+    return Statements(runs)
 
 
-def parse_queued(body: bytes) -> list[Statement] | None:
+def parse_queued(body: bytes) -> Statements | list[Statement] | None:
     """A queued write's body, always JSON (whatever the Content-Type). rqlite's
     quirk, kept: a body that is not a valid request is queued as an empty one,
     not refused. None for `[]` (no statements: refused unless `wait`)."""
@@ -60,12 +80,6 @@ def _statement(item: object) -> Statement:
     if type(item) is not list or not item or type(item[0]) is not str:
         raise BodyError("invalid request")
     params = item[1:]
-    for p in params:
-        t = type(p)
-        if (t is str and p[:2] in _HEX_STARTS) or not (t in _PLAIN or p is None):
-            break
-    else:
-        return Statement(item[0], tuple(params))  # the common case: plain values
     positional: list[Value] = []
     named: dict[str, Value] = {}
     for p in params:
