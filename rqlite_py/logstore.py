@@ -78,6 +78,12 @@ class LogStore:
         self.path = path
         try:
             self._db = apsw.Connection(path)
+            # Only this connection ever opens raft.db: with the lock held for
+            # good, SQLite skips the file locks and the shared-memory index it
+            # would take on every transaction (part of a save's time on the
+            # path of every write), and a second process started on the
+            # same data directory fails here instead of sharing the log.
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rqlite_py.logstore import LogStore
+from rqlite_py.logstore import LogStore, LogStoreError
 from rqlite_py.raft.storage import CompactedError
 from rqlite_py.raft.types import Entry, EntryType, HardState, Index, NodeId, Term
 
@@ -85,3 +85,14 @@ def test_the_entry_cache_is_bounded_in_bytes(tmp_path: Path) -> None:
     assert s._cache.bytes == sum(
         s._cache.get(i).size() for i in range(1, 41) if s._cache.get(i) is not None
     )
+
+
+def test_a_second_opener_of_the_log_is_refused(tmp_path: Path) -> None:
+    """One process owns raft.db (SQLite's exclusive locking mode): a second
+    node started on the same data directory cannot share the log."""
+    path = str(tmp_path / "raft.db")
+    s = LogStore(path)
+    with pytest.raises(LogStoreError, match="locked"):
+        LogStore(path)
+    s.close()
+    LogStore(path).close()
