@@ -68,6 +68,12 @@ def _open(path: str, *, readonly: bool, foreign_keys: bool) -> apsw.Connection:
     if not readonly:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA wal_autocheckpoint=0")
+        # SQLite keeps a WAL file at its largest size and writes over it
+        # after a checkpoint; truncated when that restart happens, its size
+        # is what came after the last snapshot (-raft-snap-wal-size). Kept,
+        # it had asked for a snapshot, a copy of the whole database, at
+        # every check once it had grown past the limit once (issue 7).
+        conn.execute("PRAGMA journal_size_limit=0")
         # The Raft log is the durable copy; this file is rebuilt from it.
         conn.execute("PRAGMA synchronous=OFF")
     conn.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")

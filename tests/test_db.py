@@ -196,3 +196,17 @@ def test_has_write(database: Database) -> None:
     execute(database, "CREATE TABLE t (x)")
     assert not database.has_write([Statement("SELECT * FROM t")])
     assert database.has_write([Statement("SELECT 1"), Statement("DELETE FROM t")])
+
+
+def test_wal_bytes_count_what_came_after_the_last_checkpoint(database: Database) -> None:
+    """The WAL-size snapshot trigger reads wal_bytes: once the WAL has been
+    checkpointed, the next write starts it again from nothing, instead of
+    leaving the file at its largest size (which asked for a snapshot of the
+    whole database at every check)."""
+    execute(database, "CREATE TABLE t (b BLOB)")
+    big = Statement("INSERT INTO t VALUES(zeroblob(1000000))")
+    execute(database, *[big] * 4)
+    assert database.wal_bytes() > 4_000_000
+    assert database.checkpoint(100)
+    execute(database, "INSERT INTO t VALUES(1)")
+    assert 0 < database.wal_bytes() < 64 << 10
