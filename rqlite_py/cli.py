@@ -31,6 +31,8 @@ HTTP_THREADS_MAX = 256
 SHUTDOWN_GRACE_S = 10.0
 SWITCH_INTERVAL_S = 0.001
 """How long a thread may hold the GIL while another waits for it (see run)."""
+STOP_POLL_S = 0.2
+"""How soon a stop signal delivered to another thread is acted on."""
 
 
 def split_host_port(addr: str) -> tuple[str, int]:
@@ -163,7 +165,12 @@ def run(cfg: config.NodeConfig) -> int:
         cfg.raft_addr,
         cfg.data_dir,
     )
-    stop.wait()
+    # Waited for in short slices: Python runs a signal's handler only in the
+    # main thread, between bytecodes, and the kernel may deliver SIGTERM to
+    # any thread; an untimed wait would then sleep through it (seen: a node
+    # that never stopped; tested with a signal sent to another thread).
+    while not stop.wait(STOP_POLL_S):
+        pass
     try:
         leave_or_hand_over(store, cfg)
     finally:

@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.system.conftest import NodeFactory
@@ -85,6 +86,25 @@ def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(node_factory: Nod
     assert "stopped" in node.logs()
     node.start()
     assert node.query("SELECT x FROM t")["results"][0]["values"] == [[1]]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="tgkill is Linux's")
+def test_sigterm_delivered_to_any_thread_stops_the_node(node_factory: NodeFactory) -> None:
+    """The kernel may hand a process's SIGTERM to any of its threads, and
+    Python runs the handler only in the main thread: a main thread asleep
+    in an untimed wait never ran it (a node that did not stop)."""
+    import ctypes
+    import os
+
+    node = node_factory()
+    assert node.proc is not None
+    pid = node.proc.pid
+    others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    assert others
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.tgkill(pid, others[0], 15) == 0, os.strerror(ctypes.get_errno())
+    assert node.proc.wait(20) == 0
+    assert "received SIGTERM" in node.logs() and "stopped" in node.logs()
 
 
 def test_garbage_on_the_http_port_does_not_stop_the_node(node: Node) -> None:
