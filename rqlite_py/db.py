@@ -123,6 +123,23 @@ class Database:
             self.writer.set_busy_timeout(BUSY_TIMEOUT_MS)
         return busy == 0 and frames == done
 
+    def checkpoint_passive(self) -> None:
+        """Copy what the WAL holds into the main file without pausing the
+        writer (SQLite's PASSIVE mode, from a connection of its own): a
+        snapshot's checkpoint then has only what came meanwhile to copy.
+        The main file then differs from the last snapshot's: a node that
+        stops before the next snapshot restarts from the snapshot file."""
+        conn = _open(self.path, readonly=False, foreign_keys=self.foreign_keys)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except apsw.Error as e:
+            disk = environmental(e)
+            if disk is None:
+                raise
+            raise disk from e
+        finally:
+            conn.close()
+
     def wal_bytes(self) -> int:
         try:
             return os.path.getsize(self.path + "-wal")

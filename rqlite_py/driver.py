@@ -56,6 +56,11 @@ log = logging.getLogger(__name__)
 
 BUSY_READERS_MS = 5000
 """How long a requested snapshot waits for readers to leave the WAL."""
+PRECHECKPOINT_WALS = 8
+"""A snapshot whose WAL has passed this many -raft-snap-wal-size is
+preceded by a checkpoint beside writes (see _begin_precheckpoint)."""
+PRECHECKPOINT_DEFAULT_BYTES = 32 << 20
+"""The same when -raft-snap-wal-size is 0."""
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 1.0
 """Back-off between attempts while the disk fails."""
@@ -433,10 +438,10 @@ class Driver:
             if now >= next_snapshot_check:
                 next_snapshot_check = now + self.snap_interval_s
                 if self._snapshot_due():
-                    try:
-                        self._begin_snapshot(self.trailing_logs, None, wait_readers_ms=100)
-                    except DiskError as e:
-                        log.warning("snapshot postponed: %s", e)
+                    if self.fsm.db.wal_bytes() >= self._precheckpoint_bytes():
+                        self._begin_precheckpoint()
+                    else:
+                        self._snapshot_now()
             if self.core.conf is not conf:
                 conf = self.core.conf
                 if self._on_conf_change is not None:
@@ -677,6 +682,40 @@ class Driver:
         by_wal = self.snap_wal_bytes and self.fsm.db.wal_bytes() >= self.snap_wal_bytes
         return bool(by_entries or by_wal)
 
+    def _snapshot_now(self) -> None:
+        try:
+            self._begin_snapshot(self.trailing_logs, None, wait_readers_ms=100)
+        except DiskError as e:
+            log.warning("snapshot postponed: %s", e)
+
+    def _precheckpoint_bytes(self) -> int:
+        return PRECHECKPOINT_WALS * self.snap_wal_bytes or PRECHECKPOINT_DEFAULT_BYTES
+
+    def _begin_precheckpoint(self) -> None:
+        """Before snapshotting with a large WAL, copy it into the main file
+        on another thread while writes go on (Database.checkpoint_passive),
+        then snapshot: the snapshot's own checkpoint pauses the Raft loop
+        only for what came meanwhile. Filling a 1 GB database, that pause
+        had grown to seconds (issue 7)."""
+        database = self.fsm.db
+
+        def run() -> None:
+            start = time.monotonic()
+            try:
+                database.checkpoint_passive()
+                log.info("WAL checkpointed beside writes in %.3fs", time.monotonic() - start)
+            except (DiskError, OSError) as e:  # the snapshot's checkpoint meets it too
+                log.warning("background checkpoint failed: %s", e)
+            self._copy_done = self._snapshot_after_precheckpoint
+            self._wake()
+
+        self._copying = threading.Thread(target=run, name="snapshot-checkpoint", daemon=True)
+        self._copying.start()
+
+    def _snapshot_after_precheckpoint(self) -> None:
+        if self._snapshot_due() and not self.fsm.needs_rebuild:
+            self._snapshot_now()
+
     def _begin_snapshot(
         self,
         trailing_logs: int,
@@ -781,8 +820,10 @@ class Driver:
                 done()
 
     def _wait_for_snapshot_copy(self) -> None:
-        """Let a copy in progress finish: the main file must not change under it."""
-        if self._copying is not None:
+        """Let a copy in progress finish: the main file must not change under
+        it. A background checkpoint, once done, may begin a snapshot's copy:
+        that is waited for too."""
+        while self._copying is not None:
             self._copying.join()
             self._complete_snapshot_copy()
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
+
 from tests.system.conftest import NodeFactory
 from tests.system.node import FAST, LocalCluster, Node, wait_for
 
@@ -179,15 +181,25 @@ def test_wal_size_triggers_a_snapshot(node_factory: NodeFactory) -> None:
     wait_for("a snapshot", lambda: raft_status(node)["raft"]["last_snapshot_index"] > 0, 10)
 
 
-def test_kill_9_at_many_points_while_snapshotting(node_factory: NodeFactory) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [(), ("-raft-snap-wal-size", "4096", "-raft-log-level", "INFO")],
+    ids=["checkpoint", "checkpoint-beside-writes-first"],
+)
+def test_kill_9_at_many_points_while_snapshotting(
+    node_factory: NodeFactory, extra: tuple[str, ...]
+) -> None:
     """Snapshots every few entries, and kill -9 again and again during a
     stream of writes: whatever the crash interrupts (a checkpoint, a copy,
-    the log truncation), every acknowledged write is there exactly once."""
+    the log truncation), every acknowledged write is there exactly once.
+    With a tiny -raft-snap-wal-size, each snapshot's WAL is past 8 times
+    it, so a checkpoint beside the writes comes first (and a crash after it
+    leaves a main file newer than the last snapshot)."""
     import threading
 
     import requests
 
-    node = node_factory("-raft-snap", "7", "-raft-snap-int", "10ms")
+    node = node_factory("-raft-snap", "7", "-raft-snap-int", "10ms", *extra)
     node.execute("CREATE TABLE t (n INTEGER NOT NULL)")
     acked: list[int] = []
     for round_ in range(6):
@@ -226,6 +238,8 @@ def test_kill_9_at_many_points_while_snapshotting(node_factory: NodeFactory) -> 
     # done; the restarted node, holding more than 7 entries past its last
     # snapshot, takes one within a few checks.
     wait_for("a snapshot", lambda: raft_status(node)["raft"]["last_snapshot_index"] > 0)
+    if extra:
+        assert "WAL checkpointed beside writes" in node.log_path.read_text(errors="replace")
 
 
 def test_kill_9_of_a_follower_while_it_catches_up_by_snapshot(tmp_path: Path) -> None:
