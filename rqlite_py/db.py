@@ -571,11 +571,12 @@ class _Batch:
         return tracer
 
     def _next_checked(self) -> _Tracer:
-        finish, conn = self.finish_row, self.conn
-
         def tracer(_cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
-            finish()
-            return not deferred_fk_violations(conn)
+            self.finish_row()
+            if deferred_fk_violations(self.conn):
+                self.started = False  # the next row does not begin
+                return False
+            return True
 
         return tracer
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rqlite_py import db
-from rqlite_py.command import Statement
+from rqlite_py.command import Statement, Statements
 from rqlite_py.db import Database, Mode
 from rqlite_py.results import ExecuteResult, QueryResult
 
@@ -210,3 +210,22 @@ def test_wal_bytes_count_what_came_after_the_last_checkpoint(database: Database)
     assert database.checkpoint(100)
     execute(database, "INSERT INTO t VALUES(1)")
     assert 0 < database.wal_bytes() < 64 << 10
+
+
+def test_a_batch_stops_before_the_row_after_a_deferred_fk_violation(tmp_path: Path) -> None:
+    """With fk_check, a run stops once a row leaves a deferred foreign key
+    violation: that row has its result, the next row is not run, and is
+    left to the caller (run then retries with per-statement savepoints)."""
+    d = Database(str(tmp_path / "fk.sqlite"), foreign_keys=True)
+    w = d.writer
+    w.execute(
+        "CREATE TABLE p (id INTEGER PRIMARY KEY);"
+        "CREATE TABLE c (pid INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    stmts = Statements.of([Statement("INSERT INTO c VALUES(?)", (i,)) for i in (1, 2, 3)])
+    w.execute("BEGIN")
+    rows = db._run_batch(w, stmts, 0, 3, "timeout", wrapped=True, fk_check=True, counted=True)
+    assert [(r.last_insert_id, r.rows_affected) for r in rows] == [(1, 1)]
+    assert w.execute("SELECT count(*) FROM c").fetchone()[0] == 1
+    w.execute("ROLLBACK")
+    d.close()
