@@ -403,6 +403,7 @@ def run(
     batches to. Without `counted`, nobody will read the ids and counts of
     successful writes: a batch may answer UNCOUNTED for them (errors are
     always reported), and runs faster."""
+    statements = Statements.of(statements)  # runs of one write: batch boundaries
     emulate = wrapped and from_autocommit
     savepoints = emulate and not transaction and statement_savepoints
     fast = emulate and not transaction and not statement_savepoints
@@ -425,7 +426,7 @@ def run(
             if savepoints:
                 conn.execute("SAVEPOINT rqlite_stmt")
             if i >= run_end:
-                run_end = _run_end(statements, i) if batching else i + 1
+                run_end = statements.run_end(i) if batching else i + 1
                 solo = False
             rows = (
                 []
@@ -498,24 +499,6 @@ def run(
     return results
 
 
-def _run_end(statements: Sequence[Statement], start: int) -> int:
-    """Where the run of the same plain write that begins at `start` ends
-    (start + 1: no run). Positional parameters only: named ones may need
-    the statement's parameter names."""
-    if isinstance(statements, Statements):
-        return statements.run_end(start)
-    end = start + 1
-    first = statements[start]
-    if first.named or first.returning:
-        return end
-    while end < len(statements):
-        s = statements[end]
-        if s.sql != first.sql or s.named or s.returning:
-            break
-        end += 1
-    return end
-
-
 _BIND_ERRORS = (TypeError, OverflowError, apsw.BindingsError)
 
 UNCOUNTED = ExecuteResult()
@@ -545,6 +528,8 @@ class _Batch:
         self.marks: list[tuple[int, int, float]] = []
         """(last_insert_rowid, changes, time) after each finished row."""
         self.started = False
+        """A row is under way: the tracer runs before each row, so once the
+        first has begun, the last one begun has not finished."""
         self.t0 = time.perf_counter()
 
     def first(self, cursor: apsw.Cursor, sql: str, _bindings: object) -> bool:
@@ -580,9 +565,6 @@ class _Batch:
 
         return tracer
 
-    def rows_started(self) -> int:
-        return len(self.marks) + self.started
-
     def finish_row(self) -> None:
         conn = self.conn
         self.marks.append((conn.last_insert_rowid(), conn.changes(), time.perf_counter()))
@@ -602,7 +584,7 @@ class _Batch:
 
 def _run_batch(
     conn: apsw.Connection,
-    statements: Sequence[Statement],
+    statements: Statements,
     start: int,
     end: int,
     timeout_error: str,
@@ -611,7 +593,7 @@ def _run_batch(
     fk_check: bool,
     counted: bool,
 ) -> list[Result]:
-    """Run statements[start:end], a run of one write (_run_end), in
+    """Run statements[start:end], a run of one write (Statements.run_end), in
     Mode.EXECUTE. Returns one result per row run, in order, the last of
     which may be an error: the rows after a failed one are left to the
     caller. Returns [] when the SQL holds several statements or manages
@@ -621,11 +603,7 @@ def _run_batch(
     sql = statements[start].sql
     if wrapped and manages_transactions(sql):
         return []  # _run_one raises OwnTransactionError
-    rows = (
-        statements.rows(start, end)
-        if isinstance(statements, Statements)
-        else [s.params for s in statements[start:end]]
-    )
+    rows = statements.rows(start, end)
     if fk_check and not _foreign_keys_on(conn):
         fk_check = False  # no deferred violation can appear
     if not counted and not fk_check:
@@ -645,7 +623,7 @@ def _run_batch(
             disk = environmental(e)
             if disk is not None:
                 raise disk from e
-        if isinstance(e, _BIND_ERRORS) and batch.rows_started() > len(batch.marks):
+        if isinstance(e, _BIND_ERRORS) and batch.started:
             # A row's parameters failed to bind, which happens before its
             # tracer call: the row before it ran to completion.
             batch.finish_row()
@@ -659,7 +637,7 @@ def _run_batch(
             message = f"cannot bind parameters: {e}"
         results.append(_error(Mode.EXECUTE, stmt, message, start=batch.last_time()))
         return results
-    if batch.rows_started() > len(batch.marks):
+    if batch.started:
         batch.finish_row()
     return batch.results()
 

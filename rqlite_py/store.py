@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from . import command, db, sql
 from .cluster import Cluster, JoinError
@@ -750,15 +750,10 @@ class Store:
         stmts = self._prepare(statements, opts, rewrite=False)
         if not stmts:
             return None
-        future: Future[Index] | None = None
-        timeout_s = 0.0
         if level is Level.LINEARIZABLE:
-            self._require_leader()
-            timeout_s = read.linearizable_timeout_s or self.cfg.apply_timeout_s
-            future = self.driver.read_index()
-        else:
-            self._check_read_level(level, read)
-        return BriefRead(self, stmts, opts, future, timeout_s)
+            return BriefRead(self, stmts, opts, *self._ask_read_index(read))
+        self._check_read_level(level, read)
+        return BriefRead(self, stmts, opts)
 
     def _local_read(self, stmts: Sequence[Statement], opts: SqlOptions) -> list[Result]:
         return self.db.query(
@@ -794,11 +789,19 @@ class Store:
         elif level is Level.WEAK:
             self._require_leader()
         elif level is Level.LINEARIZABLE:
-            self._require_leader()
-            timeout = read.linearizable_timeout_s or self.cfg.apply_timeout_s
-            index = self._wait(self.driver.read_index(), timeout)
-            if not self.driver.wait_applied(index, timeout):
-                raise StoreError(f"index {index}: timeout waiting for fsm")
+            self._await_read_index(*self._ask_read_index(read))
+
+    def _ask_read_index(self, read: ReadOptions) -> tuple[Future[Index], float]:
+        """A linearizable read's request for a read index, and how long it
+        may take."""
+        self._require_leader()
+        return self.driver.read_index(), read.linearizable_timeout_s or self.cfg.apply_timeout_s
+
+    def _await_read_index(self, future: Future[Index], timeout_s: float) -> None:
+        """Until the read index is confirmed and applied here."""
+        index = self._wait(future, timeout_s)
+        if not self.driver.wait_applied(index, timeout_s):
+            raise StoreError(f"index {index}: timeout waiting for fsm")
 
     def _check_freshness(self, read: ReadOptions) -> None:
         """`none` with `freshness`: refuse if this follower has not heard
@@ -916,38 +919,29 @@ class Proposal:
         return Response(results=results, raft_index=index)
 
 
+@dataclass
 class BriefRead:
     """A read begun on the event loop (Store.begin_query). Once `future`
     (the read index of a linearizable read; None for the other levels) is
     done, `response` runs it there if it is brief; if not, `response_slow`
     runs it on a worker thread."""
 
-    MAX_STEPS = 5000
+    MAX_STEPS: ClassVar[int] = 5000
     """SQLite VM steps a read may take on the event loop: a point read takes
     tens. Serving reads there saves the hand-over to a worker thread and
     back, which at 32 clients cost more than the read itself (issue 7)."""
 
-    def __init__(
-        self,
-        store: Store,
-        stmts: list[Statement],
-        opts: SqlOptions,
-        future: Future[Index] | None,
-        timeout_s: float,
-    ) -> None:
-        self.store = store
-        self.stmts = stmts
-        self.opts = opts
-        self.future = future
-        self.timeout_s = timeout_s
+    store: Store
+    stmts: Sequence[Statement]
+    opts: SqlOptions
+    future: Future[Index] | None = None
+    timeout_s: float = 0.0
 
     def response(self) -> Response | None:
         """The read's Response, or None when it is not brief. Raises what a
         linearizable read failed with (a timeout if `future` is not done)."""
         if self.future is not None:
-            index = self.store._wait(self.future, 0.0)
-            if not self.store.driver.wait_applied(index, 0.0):
-                raise StoreError(f"index {index}: timeout waiting for fsm")
+            self.store._await_read_index(self.future, 0.0)  # done: no waiting
         results = self.store.db.query_briefly(
             self.stmts,
             transaction=self.opts.transaction,

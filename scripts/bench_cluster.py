@@ -80,10 +80,6 @@ class Run:
     def part(self, name: str, fn: Callable[[], object]) -> object:
         """Run one part, time it, and keep going if it fails."""
         log(f"-- {name}")
-        # The previous part's dirty pages (hundreds of MB after the peers or
-        # a growth run) would otherwise be written back during this part's
-        # fsyncs: a 400 ms p99 at one client was seen right after the peers.
-        os.sync()
         t = time.monotonic()
         try:
             return fn()
@@ -96,7 +92,10 @@ class Run:
 
     def record(self, cluster: Cluster, name: str, fn: Callable[[], Result]) -> Result:
         assert cluster.sampler is not None
-        os.sync()  # start each workload with nothing left to write back (see part)
+        # What came before (hundreds of MB after the peers or a fill) would
+        # otherwise be written back during this workload's fsyncs: a 400 ms
+        # p99 at one client was seen right after the peers.
+        os.sync()
         with cluster.sampler.window() as (rss, anon):
             try:
                 r = fn()

@@ -42,7 +42,6 @@ def parse_json(body: bytes) -> Statements:
     if not obj:
         raise BodyError("no statements")
     runs: list[Run] = []
-    last: Run | None = None
     for item in obj:
         if type(item) is list and item and type(item[0]) is str:
             params = item[1:]
@@ -51,16 +50,10 @@ def parse_json(body: bytes) -> Statements:
                 if (t is str and p[:2] in _HEX_STARTS) or not (t in _PLAIN or p is None):
                     break
             else:
-                # The common case, plain values: a row of the run it continues.
-                if last is not None and last.sql == item[0] and last.batchable():
-                    last.rows.append(params)
-                else:
-                    last = Run(item[0], [params])
-                    runs.append(last)
+                add_statement(runs, item[0], params)  # the common case: plain values
                 continue
         s = _statement(item)
         add_statement(runs, s.sql, s.params, s.named)
-        last = runs[-1]
     return Statements(runs)
 
 
