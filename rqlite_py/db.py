@@ -416,7 +416,7 @@ def run(
             conn.execute("SAVEPOINT rqlite_tx" if emulate else "BEGIN")
         batching = batch and mode == Mode.EXECUTE and not savepoints
         i = 0
-        run_end = 0  # statements[i:run_end]: the rest of a run of one write (_run_end)
+        run_end = 0  # statements[i:run_end]: the rest of a run of one write (Statements.run_end)
         solo = False  # that run cannot go through executemany: one at a time
         while i < len(statements):
             stmt = statements[i]
