@@ -944,6 +944,58 @@ def test_committed_entries_apply_while_the_next_save_runs_but_never_before_their
         machine.db.close()
 
 
+def test_a_follower_acknowledges_a_saved_entry_while_it_still_applies_the_one_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_persist: the acknowledgement goes out once the save is durable; a
+    long apply of an earlier entry does not hold it (nor the leader's commit)."""
+    sent: list[Message] = []
+    d, storage = _driver(tmp_path, ["n1", "n2"], "n2", send=sent.append)
+    applying, release = threading.Event(), threading.Event()
+    real_apply = d.fsm.apply_entry
+
+    def apply_entry(e: Entry, *a: object, **kw: object) -> list[Result]:
+        if e.index == 2:
+            applying.set()
+            assert release.wait(10)
+        return real_apply(e, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(d.fsm, "apply_entry", apply_entry)
+
+    def append(prev: int, commit: int, sql: str) -> Message:
+        return Message(
+            MsgType.APPEND,
+            NodeId("n1"),
+            NodeId("n2"),
+            Term(2),
+            log_term=Term(1 if prev == 1 else 2),
+            index=Index(prev),
+            entries=(Entry(Term(2), Index(prev + 1), cmd(sql)),),
+            commit=Index(commit),
+        )
+
+    def acked(index: int) -> bool:
+        return any(
+            m.type is MsgType.APPEND_RESP and not m.reject and m.index == index for m in sent
+        )
+
+    d.start()
+    try:
+        d.step(append(1, 1, "CREATE TABLE t(v)"))
+        wait_for("entry 2 acknowledged", lambda: acked(2))
+        d.step(append(2, 2, "INSERT INTO t VALUES(3)"))  # commits 2, carries 3
+        wait_for("entry 2 being applied", applying.is_set)
+        wait_for("entry 3 acknowledged while 2 applies", lambda: acked(3))
+        assert d.fsm.applied_index == 1 and storage.last_index() == 3
+        release.set()
+        wait_for("entry 2 applied", lambda: d.fsm.applied_index == 2)
+        assert len([m for m in sent if m.type is MsgType.APPEND_RESP and m.index == 3]) == 1
+    finally:
+        release.set()
+        d.stop()
+        d.fsm.db.close()
+
+
 def test_an_entry_that_cannot_be_applied_stalls_the_driver_until_it_can(
     single: tuple[Driver, FlakyLog],
 ) -> None:
