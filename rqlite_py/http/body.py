@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import chain, groupby
+from operator import itemgetter
 
 from ..command import Run, Statement, Statements, add_statement
 from ..results import Value
@@ -18,6 +20,8 @@ _HEX_BLOB = re.compile(r"^[xX]'((?:[0-9a-fA-F]{2})*)'$")
 _HEX_STARTS = ("x'", "X'")
 _SCALARS = (bool, int, float)
 _PLAIN = frozenset((str, bool, int, float))
+_PLAIN_OR_NULL = _PLAIN | {type(None)}
+_SQL = itemgetter(0)
 
 
 class BodyError(ValueError):
@@ -41,6 +45,11 @@ def parse_json(body: bytes) -> Statements:
         raise BodyError("invalid request")
     if not obj:
         raise BodyError("no statements")
+    plain = _plain_runs(obj, body)
+    return plain if plain is not None else _parse_items(obj)
+
+
+def _parse_items(obj: list[object]) -> Statements:
     runs: list[Run] = []
     for item in obj:
         if type(item) is list and item and type(item[0]) is str:
@@ -54,6 +63,28 @@ def parse_json(body: bytes) -> Statements:
                 continue
         s = _statement(item)
         add_statement(runs, s.sql, s.params, s.named)
+    return Statements(runs)
+
+
+def _plain_runs(obj: list[object], body: bytes) -> Statements | None:
+    """The common body, every item `[sql, value, ...]` with plain values
+    (no BLOB, no named parameters), checked in passes that run in C and
+    grouped into runs of one SQL text by groupby: a 1000-row bulk body
+    took 0.66 ms item by item, 0.39 ms this way (issue 7). None for any
+    other body, which the item-by-item parse handles. A hex BLOB needs a
+    quote, written as such or escaped: a body with neither `'` nor `\\`
+    has none, and both are found by memchr."""
+    if b"'" in body or b"\\" in body or set(map(type, obj)) != {list}:
+        return None
+    items: list[list[object]] = obj  # type: ignore[assignment]
+    if not _PLAIN_OR_NULL.issuperset(map(type, chain.from_iterable(items))):
+        return None
+    try:
+        runs = [Run(sql, [item[1:] for item in run]) for sql, run in groupby(items, _SQL)]  # type: ignore[arg-type,misc]
+    except IndexError:
+        return None  # an empty item
+    if any(type(run.sql) is not str for run in runs):
+        return None
     return Statements(runs)
 
 
