@@ -8,6 +8,9 @@ When the sender is idle and the socket has room, the Raft loop writes a
 small message itself: a hand-off to the sender thread costs 100-300 us of
 wake-up and GIL hand-over, twice on every write's path (issue 7, traced).
 
+Inbound messages go to `on_message(m, more)`, `more` telling whether the
+connection already holds further bytes (the next message, most likely).
+
 Control calls (join, remove, node metadata) are short request/answer
 exchanges on their own connection, so they never queue behind Raft traffic.
 """
@@ -110,6 +113,12 @@ def call(addr: str, request: dict[str, object], timeout_s: float) -> dict[str, o
 def _writable_now(sock: socket.socket) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLOUT)
+    return bool(poller.poll(0))
+
+
+def _readable_now(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
     return bool(poller.poll(0))
 
 
@@ -233,7 +242,7 @@ class Transport:
         node_id: NodeId,
         adv_addr: str,
         bind_addr: str,
-        on_message: Callable[[Message], None],
+        on_message: Callable[[Message, bool], None],
         on_call: Callable[[dict[str, object]], dict[str, object]],
         on_unreachable: Callable[[NodeId], None],
         on_snapshot: Callable[[Message, str], None] | None = None,
@@ -345,7 +354,7 @@ class Transport:
                     elif kind == wire.KIND_RAFT:
                         m = wire.decode_message(payload)
                         if m.to == self.node_id:
-                            self.on_message(m)
+                            self.on_message(m, _readable_now(sock))
                     elif kind == wire.KIND_CALL:
                         answer = self._answer(wire.decode_json(payload))
                         sock.sendall(wire.frame(wire.KIND_ANSWER, wire.encode_json(answer)))

@@ -1125,7 +1125,7 @@ def test_a_snapshot_from_the_leader_that_cannot_be_stored_is_refused(
         NodeId("n2"),
         "127.0.0.1:1",
         "127.0.0.1:1",
-        on_message=lambda m: None,
+        on_message=lambda m, more: None,
         on_call=lambda r: {},
         on_unreachable=lambda n: None,
         on_snapshot=lambda m, path: got.append(path),

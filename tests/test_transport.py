@@ -27,7 +27,7 @@ def test_a_slow_peers_queue_keeps_the_newest_messages_within_its_byte_bound(
         NodeId("n1"),
         "127.0.0.1:1",
         "127.0.0.1:1",
-        on_message=lambda m: None,
+        on_message=lambda m, more: None,
         on_call=lambda r: {},
         on_unreachable=lambda n: None,
     )
