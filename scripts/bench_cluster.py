@@ -61,6 +61,7 @@ SCHEMA = [
     "INSERT INTO kv VALUES('foo', 'bar')",
 ]
 BULK_ROWS = 1000
+BULK_CONNECTIONS = (1, 4, 16)
 FILL_ROWS = 1000  # rows per request while growing the database
 FILL_BYTES = 1000  # bytes per row
 FILL_CONNS = 1  # wrk sends one more request per connection after it is told to stop
@@ -137,7 +138,9 @@ def writes(run: Run, cluster: Cluster, tag: str, full: bool) -> None:
                 c, s, urls, "rqlite_insert.lua", [[prefix()] for _ in urls], unit="writes/s"
             ),
         )
-    for c in (1, 4):
+    # A bulk load is usually one client; a loader may run several. The
+    # target names no client count: the table gives each.
+    for c in BULK_CONNECTIONS:
         run.record(
             cluster, f"{tag} bulk {BULK_ROWS}/req c={c} leader", lambda c=c: bulk(c, s, leader)
         )
@@ -582,7 +585,9 @@ def targets(run: Run, a: argparse.Namespace) -> list[str]:
     bulks = [r for n, r in run.table.items() if n.startswith(f"{t3} bulk")]
     best = max(bulks, key=lambda r: r.rate, default=None)
     absolute(
-        "1000 INSERTs/req (bulk) >= 150,000 rows/s (best of c=1, c=4)",
+        "1000 INSERTs/req (bulk) >= 150,000 rows/s (best of c="
+        + ", c=".join(map(str, BULK_CONNECTIONS))
+        + ")",
         best.rate if best else None,
         fmt_rate(best) if best else "",
         bool(best and best.rate >= 150_000),
