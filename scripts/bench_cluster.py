@@ -6,7 +6,8 @@
 
 1. Peers: ../shared/bench/peers.sh, a 3-node dqlite cluster and a 3-node
    etcd cluster on loopback driven by wrk (writes at 1, 8, 32 clients, reads
-   at 32).
+   at 32). Later, one client's writes again: a dqlite cluster started beside
+   the first rqlite-py cluster, the two driven in alternating runs.
 2. For each size in --nodes, a rqlite-py cluster on loopback driven by the
    same wrk: one INSERT per request at 1, 8 and 32 connections against the
    leader and spread over all nodes; bulk (1000 parameterised INSERTs per
@@ -42,7 +43,9 @@ from dataclasses import dataclass, field
 import requests
 from bench_support import (
     ROOT,
+    SHARED,
     Cluster,
+    DqliteCluster,
     Result,
     log,
     prefix,
@@ -66,6 +69,7 @@ FILL_ROWS = 1000  # rows per request while growing the database
 FILL_BYTES = 1000  # bytes per row
 FILL_CONNS = 1  # wrk sends one more request per connection after it is told to stop
 SNAP_INTERVAL_S = 10.0  # the nodes' default -raft-snap-int
+SIDE_BY_SIDE_ROUNDS = 3
 
 
 @dataclass
@@ -73,6 +77,8 @@ class Run:
     seconds: float
     table: dict[str, Result] = field(default_factory=dict)
     peers: dict[str, Result] = field(default_factory=dict)
+    side_by_side: dict[str, Result] = field(default_factory=dict)
+    """One client's writes, ours and dqlite's, in alternating runs."""
     growth: list[dict[str, object]] = field(default_factory=list)
     timings: list[tuple[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -234,12 +240,51 @@ def start_cluster(run: Run, size: int, base: str) -> Cluster:
     return cluster
 
 
-def node_workloads(run: Run, size: int, full: bool, batch: int) -> None:
+def one_client_side_by_side(run: Run, cluster: Cluster, tag: str) -> None:
+    """One client's writes to our leader and to a dqlite cluster started
+    beside it, in alternating runs (the first one swapping each round),
+    each side's median kept. peers.sh measures dqlite a minute or more
+    before ours, and on this shared machine the same Python loop timed
+    0.67 to 0.93 s minutes apart: alternating puts both under the same
+    machine, which a ratio of two figures far apart in time does not."""
+    leader = cluster.leader()
+    base = tempfile.mkdtemp(prefix="rqpy-bench-dqlite-")
+    dq = DqliteCluster(base)
+    mine: list[Result] = []
+    theirs: list[Result] = []
+    try:
+        dq.start()
+
+        def ours() -> None:
+            os.sync()
+            mine.append(wrk(1, run.seconds, leader, "rqlite_insert.lua", [prefix()], "writes/s"))
+
+        def dqlite() -> None:
+            os.sync()
+            script = str(SHARED / "wrk" / "dqlite_put.lua")
+            theirs.append(wrk(1, run.seconds, dq.url, script, unit="writes/s"))
+
+        for r in range(SIDE_BY_SIDE_ROUNDS):
+            for fn in (ours, dqlite) if r % 2 == 0 else (dqlite, ours):
+                fn()
+    finally:
+        dq.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    for name, results in ((f"{tag} write c=1 leader", mine), ("dqlite write c=1", theirs)):
+        med = sorted(results, key=lambda r: r.rate)[len(results) // 2]
+        med.note = "alternating: " + " ".join(f"{r.rate:,.0f}" for r in results)
+        run.side_by_side[name] = med
+        log(f"{name} (alternating): {med.rate:,.0f} writes/s, median of {med.note}")
+
+
+def node_workloads(run: Run, size: int, full: bool, batch: int, side_by_side: bool) -> None:
     base = tempfile.mkdtemp(prefix=f"rqpy-bench-{size}n-")
     tag = f"rqlite-py {size}n"
     cluster = start_cluster(run, size, base)
     try:
         writes(run, cluster, tag, full)
+        if side_by_side:
+            one_client_side_by_side(run, cluster, tag)
         run.record(
             cluster,
             f"{tag} queued x{batch} c=32 leader",
@@ -415,6 +460,12 @@ def report(run: Run, a: argparse.Namespace, started: float) -> None:
             f"{_rss(r.rss):<20} {r.note}"
         )
 
+    if run.side_by_side:
+        p("")
+        p(f"one client, alternating with dqlite (median of {SIDE_BY_SIDE_ROUNDS} runs each)")
+        for name, r in run.side_by_side.items():
+            p(f"  {name:<52} {fmt_rate(r):>16} p99 {r.p99:7.2f} ms  {r.note}")
+
     first = f"rqlite-py {a.nodes[0]}n"
     pairs = [
         ("write c=1 leader", "dqlite write c=1"),
@@ -532,8 +583,15 @@ def targets(run: Run, a: argparse.Namespace) -> list[str]:
     def get(name: str) -> Result | None:
         return run.table.get(name) or run.peers.get(name)
 
-    def versus(label: str, mine: str, peer: str, factor: float) -> None:
-        m, t = get(mine), run.peers.get(peer)
+    def versus(
+        label: str, mine: str, peer: str, factor: float, both: dict[str, Result] | None = None
+    ) -> None:
+        """`both`: where both figures are, if not the table and peers.sh's."""
+        m, t = (
+            (both.get(mine), both.get(peer))
+            if both is not None
+            else (get(mine), run.peers.get(peer))
+        )
         if m is None:
             rows.append((label, "not measured", "", "", "n/a"))
             return
@@ -563,6 +621,14 @@ def targets(run: Run, a: argparse.Namespace) -> list[str]:
         "dqlite write c=1",
         1.0,
     )
+    if run.side_by_side:
+        versus(
+            f"  ... alternating with dqlite, median of {SIDE_BY_SIDE_ROUNDS} runs each",
+            f"{t3} write c=1 leader",
+            "dqlite write c=1",
+            1.0,
+            run.side_by_side,
+        )
     versus(
         "1 INSERT/req, c=32, leader >= 0.5x etcd puts",
         f"{t3} write c=32 leader",
@@ -679,7 +745,9 @@ def main() -> int:
     for i, n in enumerate(a.nodes):
         run.part(
             f"rqlite-py {n} nodes",
-            lambda n=n, i=i: node_workloads(run, n, full=i == 0, batch=a.queue_batch),
+            lambda n=n, i=i: node_workloads(
+                run, n, full=i == 0, batch=a.queue_batch, side_by_side=i == 0 and not a.no_peers
+            ),
         )
     if a.sizes:
         run.part(f"growth {a.sizes} MB", lambda: growth(run, a.nodes[0], a.sizes))

@@ -434,3 +434,55 @@ def run_peers(seconds: float) -> tuple[dict[str, Result], str]:
                 rate=float(m.group(2)), unit=unit, p50=_ms(m.group(3)), p99=_ms(m.group(4))
             )
     return figs, out
+
+
+class DqliteCluster:
+    """A 3-node dqlite cluster as ../shared/bench/peers.sh starts it
+    (go-dqlite's dqlite-demo), for workloads run beside ours."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.url = ""
+        self.db_addrs: list[str] = []
+
+    def start(self) -> None:
+        api = [free_port() for _ in range(3)]
+        db = [free_port() for _ in range(3)]
+        self.db_addrs = [f"127.0.0.1:{port}" for port in db]
+        for i in range(3):
+            d = os.path.join(self.base, f"dq{i + 1}")
+            os.makedirs(d)
+            cmd = ["dqlite-demo", "--api", f"127.0.0.1:{api[i]}", "--db", f"127.0.0.1:{db[i]}"]
+            cmd += ["--dir", d] + (["--join", f"127.0.0.1:{db[0]}"] if i else [])
+            with open(f"{d}.log", "wb") as logf:
+                self.procs.append(subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT))
+            if i == 0:
+                self.url = f"http://127.0.0.1:{api[0]}"
+                wait_for("dqlite's first node", self._answers, 30)
+        # Joining nodes start as spares; the leader promotes them shortly.
+        wait_for("dqlite's three voters", lambda: self._voters() == 3, 60)
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(requests.RequestException):
+            r = requests.put(f"{self.url}/k1", data="hello", timeout=2)
+            return r.status_code == 200 and "done" in r.text
+        return False
+
+    def _voters(self) -> int:
+        """Voters in the cluster, as dqlite's own shell lists them."""
+        cmd = ["dqlite", "-s", ",".join(self.db_addrs), "demo", ".cluster"]
+        with contextlib.suppress(subprocess.SubprocessError):
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout
+            return sum(line.endswith("|voter") for line in out.splitlines())
+        return 0
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
