@@ -44,6 +44,10 @@ class MsgType(enum.Enum):
     HEARTBEAT_RESP = "heartbeat_resp"
     SNAPSHOT = "snapshot"
     TIMEOUT_NOW = "timeout_now"
+    COMMIT = "commit"
+    """The leader's commit index, for a follower known to hold every entry:
+    not answered (see RaftCore._send_append). Last, so that the wire codes
+    of the others stay as they were."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -586,6 +586,35 @@ def test_follower_learns_commit_from_heartbeat() -> None:
     assert b.core.log.committed == 3
 
 
+def test_a_new_commit_index_goes_unanswered_to_followers_that_hold_everything() -> None:
+    """§5.3: followers learn the new commit index at once. One that has
+    acknowledged every entry gets a COMMIT, which it does not answer (the
+    answer would tell the leader nothing); one still behind gets its
+    entries, the commit index with them."""
+    a = make_leader()
+    index = a.core.propose(b"x")
+    rd = a.cycle()
+    assert appended_indexes(rd, B) == [[3]] and appended_indexes(rd, C) == [[3]]
+    ack(a, B, 3)  # b and a make a quorum; c has not answered yet
+    rd = a.cycle()
+    assert a.core.log.committed == index == 3
+    assert [(m.to, m.commit) for m in sent(rd, MsgType.COMMIT)] == [(B, 3)]
+    assert not sent(rd, MsgType.APPEND, B)
+    # c's entry is in flight: an append after it, answered, carries the index.
+    assert not sent(rd, MsgType.COMMIT, C)
+    assert [(m.index, m.entries, m.commit) for m in sent(rd, MsgType.APPEND, C)] == [(3, (), 3)]
+
+
+def test_a_follower_applies_up_to_a_commit_message_and_does_not_answer() -> None:
+    b = new_node(B, make_storage(terms=(2, 2), term=2))
+    rd = deliver(msg(MsgType.COMMIT, A, B, 2, commit=Index(2)), b)
+    assert [e.index for e in rd.committed_entries] == [2]
+    assert rd.messages == () and rd.messages_after_persist == ()
+    assert b.core.leader == A
+    deliver(msg(MsgType.COMMIT, A, B, 2, commit=Index(9)), b)
+    assert b.core.log.committed == 3  # never past its own log
+
+
 # ---------------------------------------------------------------------------
 # §5.4 Safety
 # ---------------------------------------------------------------------------
