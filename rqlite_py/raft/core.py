@@ -511,7 +511,11 @@ class RaftCore:
     # ======================================================================
     def _tick_election(self) -> None:
         self.election_elapsed += 1
-        if self.election_elapsed >= self.randomized_election_ticks:
+        # A server that may not campaign (a learner, or one that has not yet
+        # seen the configuration adding it) keeps counting: restarting its
+        # clock kept it in its leader's lease forever after that leader was
+        # gone, refusing the votes a new leader needed (found by seed 6862).
+        if self.election_elapsed >= self.randomized_election_ticks and self.is_promotable():
             self.election_elapsed = 0
             self.campaign()
 

@@ -821,6 +821,24 @@ def test_follower_grants_pre_vote_once_lease_expired() -> None:
     assert sent(rd) == [msg(MsgType.PRE_VOTE_RESP, B, C, 3)]
 
 
+@pytest.mark.parametrize("ticks", [ELECTION_TICKS, 5 * ELECTION_TICKS])
+def test_a_server_that_may_not_campaign_grants_pre_votes_once_its_lease_expired(
+    ticks: int,
+) -> None:
+    """§4.2.3 with §4.2.1: a server outside its own configuration (a learner,
+    or a new voter that has not yet seen the entry adding it) never campaigns,
+    but its leader lease still ends one election timeout after its leader
+    went silent, however long ago that was; then it answers pre-votes, which
+    a new leader may need (simulation seed 6862)."""
+    d = new_node(D)  # not in {a, b, c}: may not campaign
+    deliver(msg(MsgType.HEARTBEAT, A, D, 2), d)
+    for _ in range(ticks):
+        d.core.tick()
+    assert d.core.role is Role.FOLLOWER
+    rd = deliver(msg(MsgType.PRE_VOTE, C, D, 3, index=Index(9), log_term=Term(2)), d)
+    assert sent(rd) == [msg(MsgType.PRE_VOTE_RESP, D, C, 3)]
+
+
 # ---------------------------------------------------------------------------
 # §6.2 CheckQuorum
 # ---------------------------------------------------------------------------
