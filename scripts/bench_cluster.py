@@ -6,8 +6,9 @@
 
 1. Peers: ../shared/bench/peers.sh, a 3-node dqlite cluster and a 3-node
    etcd cluster on loopback driven by wrk (writes at 1, 8, 32 clients, reads
-   at 32). Later, one client's writes again: a dqlite cluster started beside
-   the first rqlite-py cluster, the two driven in alternating runs.
+   at 32). Later, the ratio workloads again (one client against dqlite, 32
+   against etcd) with dqlite and etcd clusters started beside the first
+   rqlite-py cluster, each pair driven in alternating runs.
 2. For each size in --nodes, a rqlite-py cluster on loopback driven by the
    same wrk: one INSERT per request at 1, 8 and 32 connections against the
    leader and spread over all nodes; bulk (1000 parameterised INSERTs per
@@ -46,6 +47,7 @@ from bench_support import (
     SHARED,
     Cluster,
     DqliteCluster,
+    EtcdCluster,
     Result,
     log,
     prefix,
@@ -78,7 +80,7 @@ class Run:
     table: dict[str, Result] = field(default_factory=dict)
     peers: dict[str, Result] = field(default_factory=dict)
     side_by_side: dict[str, Result] = field(default_factory=dict)
-    """One client's writes, ours and dqlite's, in alternating runs."""
+    """The ratio workloads again, ours and the peer's in alternating runs."""
     growth: list[dict[str, object]] = field(default_factory=list)
     timings: list[tuple[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -240,51 +242,66 @@ def start_cluster(run: Run, size: int, base: str) -> Cluster:
     return cluster
 
 
-def one_client_side_by_side(run: Run, cluster: Cluster, tag: str) -> None:
-    """One client's writes to our leader and to a dqlite cluster started
-    beside it, in alternating runs (the first one swapping each round),
-    each side's median kept. peers.sh measures dqlite a minute or more
-    before ours, and on this shared machine the same Python loop timed
-    0.67 to 0.93 s minutes apart: alternating puts both under the same
-    machine, which a ratio of two figures far apart in time does not."""
+def beside_peers(run: Run, cluster: Cluster, tag: str) -> None:
+    """The targets' ratio workloads again, with a dqlite and an etcd cluster
+    started beside ours: one client's writes against dqlite's, 32 clients'
+    against etcd's puts, in alternating runs (the first swapping each
+    round), each side's median kept. peers.sh measures the peers a minute
+    or more before ours, and on this shared machine the same Python loop
+    timed 0.67 to 0.93 s minutes apart: alternating puts both sides under
+    the same machine, which a ratio of two figures far apart does not."""
     leader = cluster.leader()
-    base = tempfile.mkdtemp(prefix="rqpy-bench-dqlite-")
-    dq = DqliteCluster(base)
-    mine: list[Result] = []
-    theirs: list[Result] = []
+    base = tempfile.mkdtemp(prefix="rqpy-bench-peers-")
+    dq = DqliteCluster(os.path.join(base, "dqlite"))
+    etcd = EtcdCluster(os.path.join(base, "etcd"))
+    s = run.seconds
+
+    def ours(connections: int) -> Result:
+        return wrk(connections, s, leader, "rqlite_insert.lua", [prefix()], "writes/s")
+
+    pairs: list[tuple[str, Callable[[], Result], str, Callable[[], Result]]] = [
+        (
+            f"{tag} write c=1 leader",
+            lambda: ours(1),
+            "dqlite write c=1",
+            lambda: wrk(1, s, dq.url, str(SHARED / "wrk" / "dqlite_put.lua"), unit="writes/s"),
+        ),
+        (
+            f"{tag} write c=32 leader",
+            lambda: ours(32),
+            "etcd write c=32",
+            lambda: wrk(32, s, etcd.url, str(SHARED / "wrk" / "etcd_put.lua"), unit="writes/s"),
+        ),
+    ]
+    runs: dict[str, list[Result]] = {}
     try:
         dq.start()
-
-        def ours() -> None:
-            os.sync()
-            mine.append(wrk(1, run.seconds, leader, "rqlite_insert.lua", [prefix()], "writes/s"))
-
-        def dqlite() -> None:
-            os.sync()
-            script = str(SHARED / "wrk" / "dqlite_put.lua")
-            theirs.append(wrk(1, run.seconds, dq.url, script, unit="writes/s"))
-
+        etcd.start()
         for r in range(SIDE_BY_SIDE_ROUNDS):
-            for fn in (ours, dqlite) if r % 2 == 0 else (dqlite, ours):
-                fn()
+            for mine, mine_fn, peer, peer_fn in pairs:
+                order = [(mine, mine_fn), (peer, peer_fn)]
+                for name, fn in order if r % 2 == 0 else order[::-1]:
+                    os.sync()
+                    runs.setdefault(name, []).append(fn())
     finally:
         dq.stop()
+        etcd.stop()
         shutil.rmtree(base, ignore_errors=True)
-    for name, results in ((f"{tag} write c=1 leader", mine), ("dqlite write c=1", theirs)):
+    for name, results in runs.items():
         med = sorted(results, key=lambda r: r.rate)[len(results) // 2]
         med.note = "alternating: " + " ".join(f"{r.rate:,.0f}" for r in results)
         run.side_by_side[name] = med
         log(f"{name} (alternating): {med.rate:,.0f} writes/s, median of {med.note}")
 
 
-def node_workloads(run: Run, size: int, full: bool, batch: int, side_by_side: bool) -> None:
+def node_workloads(run: Run, size: int, full: bool, batch: int, beside: bool) -> None:
     base = tempfile.mkdtemp(prefix=f"rqpy-bench-{size}n-")
     tag = f"rqlite-py {size}n"
     cluster = start_cluster(run, size, base)
     try:
         writes(run, cluster, tag, full)
-        if side_by_side:
-            one_client_side_by_side(run, cluster, tag)
+        if beside:
+            beside_peers(run, cluster, tag)
         run.record(
             cluster,
             f"{tag} queued x{batch} c=32 leader",
@@ -462,7 +479,7 @@ def report(run: Run, a: argparse.Namespace, started: float) -> None:
 
     if run.side_by_side:
         p("")
-        p(f"one client, alternating with dqlite (median of {SIDE_BY_SIDE_ROUNDS} runs each)")
+        p(f"side by side, alternating runs (median of {SIDE_BY_SIDE_ROUNDS} each)")
         for name, r in run.side_by_side.items():
             p(f"  {name:<52} {fmt_rate(r):>16} p99 {r.p99:7.2f} ms  {r.note}")
 
@@ -635,6 +652,14 @@ def targets(run: Run, a: argparse.Namespace) -> list[str]:
         "etcd write c=32",
         0.5,
     )
+    if run.side_by_side:
+        versus(
+            f"  ... alternating with etcd, median of {SIDE_BY_SIDE_ROUNDS} runs each",
+            f"{t3} write c=32 leader",
+            "etcd write c=32",
+            0.5,
+            run.side_by_side,
+        )
     w32 = get(f"{t3} write c=32 leader")
     absolute(
         "  ... p99 < 25 ms",
@@ -746,7 +771,7 @@ def main() -> int:
         run.part(
             f"rqlite-py {n} nodes",
             lambda n=n, i=i: node_workloads(
-                run, n, full=i == 0, batch=a.queue_batch, side_by_side=i == 0 and not a.no_peers
+                run, n, full=i == 0, batch=a.queue_batch, beside=i == 0 and not a.no_peers
             ),
         )
     if a.sizes:

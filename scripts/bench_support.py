@@ -486,3 +486,51 @@ class DqliteCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class EtcdCluster:
+    """A 3-node etcd cluster as ../shared/bench/peers.sh starts it; `url` is
+    its leader's client URL, as peers.sh drives it."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.clients: list[str] = []
+        self.url = ""
+
+    def start(self) -> None:
+        peer = [free_port() for _ in range(3)]
+        client = [free_port() for _ in range(3)]
+        self.clients = [f"http://127.0.0.1:{port}" for port in client]
+        os.makedirs(self.base, exist_ok=True)
+        initial = ",".join(f"e{i + 1}=http://127.0.0.1:{peer[i]}" for i in range(3))
+        for i in range(3):
+            d = os.path.join(self.base, f"e{i + 1}")
+            cmd = ["etcd", "--name", f"e{i + 1}", "--data-dir", d]
+            cmd += ["--listen-peer-urls", f"http://127.0.0.1:{peer[i]}"]
+            cmd += ["--initial-advertise-peer-urls", f"http://127.0.0.1:{peer[i]}"]
+            cmd += ["--listen-client-urls", self.clients[i]]
+            cmd += ["--advertise-client-urls", self.clients[i]]
+            cmd += ["--initial-cluster", initial, "--initial-cluster-state", "new"]
+            cmd += ["--initial-cluster-token", "bench-side-by-side"]
+            with open(f"{d}.log", "wb") as logf:
+                self.procs.append(subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT))
+        self.url = wait_for("etcd's leader", self._leader, 60)  # type: ignore[assignment]
+
+    def _leader(self) -> str:
+        for url in self.clients:
+            with contextlib.suppress(requests.RequestException, ValueError):
+                st = requests.post(f"{url}/v3/maintenance/status", data="{}", timeout=2).json()
+                if st.get("leader") and st.get("leader") == st.get("header", {}).get("member_id"):
+                    return url
+        return ""
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
