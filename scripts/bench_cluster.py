@@ -299,9 +299,11 @@ def node_workloads(run: Run, size: int, full: bool, batch: int, beside: bool) ->
     tag = f"rqlite-py {size}n"
     cluster = start_cluster(run, size, base)
     try:
-        writes(run, cluster, tag, full)
         if beside:
+            # First, on a database as fresh as the peers': after the bulk
+            # workloads, ours is hundreds of MB with a snapshot under way.
             beside_peers(run, cluster, tag)
+        writes(run, cluster, tag, full)
         run.record(
             cluster,
             f"{tag} queued x{batch} c=32 leader",
