@@ -317,16 +317,18 @@ class Driver:
     def step(self, m: Message) -> None:
         self._inbox.put(self._stepping(m))
 
-    def deliver(self, m: Message) -> None:
+    def deliver(self, m: Message, more: bool = False) -> None:
         """Step a peer's message, on the calling thread if the loop's is
         idle (the transport's reader of that peer): the message, its Ready,
         its acknowledgement or commit, are carried out without waking the
         loop's thread. That wake-up cost 60-150 us on the path of every
         write, twice (issue 7, traced). Otherwise the message is queued
-        behind what the loop is doing, as step does. The caller may block
-        while the turn is carried out (saving, applying)."""
+        behind what the loop is doing, as step does; so is one with `more`
+        of that peer's behind it, so that the loop takes them into one
+        Ready (on a follower, one fsync for several appends). The caller
+        may block while the turn is carried out (saving, applying)."""
         work = self._stepping(m)
-        busy = self._loop_awake or not self._inbox.empty()
+        busy = more or self._loop_awake or not self._inbox.empty()
         if busy or not self._turn.acquire(blocking=False):
             self._inbox.put(work)
             return
@@ -561,9 +563,6 @@ class Driver:
         if p.stage is _Stage.PERSIST:
             self._persist(p)
             p.stage = _Stage.APPLY
-            if not p.answered:
-                self._send_all(rd.messages_after_persist)
-                p.answered = True
         if self.fsm.needs_rebuild:
             self._rebuild_state_machine()
         self._apply(p, len(rd.committed_entries))
@@ -594,7 +593,7 @@ class Driver:
             while durable < len(committed) and committed[durable].index <= upto:
                 durable += 1
         if durable == p.applied:
-            self.storage.save(rd.entries, rd.hard_state)
+            self._save_and_answer(p)
             return
         saving = self._saver.submit(self._save_and_answer, p)
         try:
@@ -603,10 +602,13 @@ class Driver:
             saving.result()  # a failed save raises its DiskError here
 
     def _save_and_answer(self, p: _Pending) -> None:
+        """Save, then send what needed the save (once, however often a
+        failing Ready is retried)."""
         rd = p.rd
         self.storage.save(rd.entries, rd.hard_state)
-        self._send_all(rd.messages_after_persist)
-        p.answered = True
+        if not p.answered:
+            self._send_all(rd.messages_after_persist)
+            p.answered = True
 
     def _apply(self, p: _Pending, upto: int) -> None:
         """Apply the Ready's committed entries before position `upto`."""

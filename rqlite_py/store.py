@@ -44,7 +44,6 @@ from .raft.types import (
     ConfState,
     HardState,
     Index,
-    Message,
     NodeId,
     Role,
     SnapshotMeta,
@@ -240,7 +239,7 @@ class Store:
             cfg.node_id,
             cfg.raft_addr,
             cfg.raft_bind_addr or cfg.raft_addr,
-            on_message=self._on_message,
+            on_message=lambda m, more: self.driver.deliver(m, more),
             on_call=self._on_call,
             on_unreachable=lambda n: self.driver.report_unreachable(n),
             on_snapshot=lambda m, path: self.driver.receive_snapshot(m, path),
@@ -272,16 +271,6 @@ class Store:
                 transaction=cfg.write_queue_tx,
             ),
         )
-
-    def _on_message(self, m: Message, more: bool) -> None:
-        """A peer's message. With more of that peer's messages waiting on
-        the connection, it is queued, so that the loop takes them into one
-        Ready (one fsync for several appends); the last one is carried out
-        on the reader's thread if the loop is idle (Driver.deliver)."""
-        if more:
-            self.driver.step(m)
-        else:
-            self.driver.deliver(m)
 
     def _recover(self, peers_path: str) -> None:
         """Quorum loss: an operator wrote raft/peers.json with the members

@@ -110,15 +110,10 @@ def call(addr: str, request: dict[str, object], timeout_s: float) -> dict[str, o
         raise TransportError(f"{addr}: {e}") from e
 
 
-def _writable_now(sock: socket.socket) -> bool:
+def _ready_now(sock: socket.socket, event: int) -> bool:
+    """Is `sock` readable (POLLIN) or writable (POLLOUT) without waiting?"""
     poller = select.poll()
-    poller.register(sock, select.POLLOUT)
-    return bool(poller.poll(0))
-
-
-def _readable_now(sock: socket.socket) -> bool:
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
+    poller.register(sock, event)
     return bool(poller.poll(0))
 
 
@@ -163,7 +158,7 @@ class _Peer:
         data = wire.frame(wire.KIND_RAFT, wire.encode_message(m))
         sent = 0
         try:
-            if len(data) <= DIRECT_MAX_BYTES and _writable_now(sock):
+            if len(data) <= DIRECT_MAX_BYTES and _ready_now(sock, select.POLLOUT):
                 sent = sock.send(data)  # never blocks: there is room
         except OSError:
             sent = 0  # nothing went: the sender thread meets the error and reconnects
@@ -354,7 +349,7 @@ class Transport:
                     elif kind == wire.KIND_RAFT:
                         m = wire.decode_message(payload)
                         if m.to == self.node_id:
-                            self.on_message(m, _readable_now(sock))
+                            self.on_message(m, _ready_now(sock, select.POLLIN))
                     elif kind == wire.KIND_CALL:
                         answer = self._answer(wire.decode_json(payload))
                         sock.sendall(wire.frame(wire.KIND_ANSWER, wire.encode_json(answer)))

@@ -252,6 +252,25 @@ class RssSampler:
         self._thread.join(5)
 
 
+def spawn(cmd: list[str], log_path: str, **kw: object) -> subprocess.Popen[bytes]:
+    """Start `cmd` with its output appended to `log_path`."""
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+    """SIGTERM each process still running, then kill what outlives `grace_s`."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def wait_for(what: str, check: object, deadline_s: float, period: float = 0.1) -> object:
     """Poll check() until it returns something truthy; TimeoutError past the deadline."""
     end = time.monotonic() + deadline_s
@@ -309,10 +328,8 @@ class Cluster:
         self._wait_cluster()
 
     def _spawn(self, node: str) -> None:
-        with open(os.path.join(self.base, f"{node}.log"), "ab") as out:
-            self.procs[node] = subprocess.Popen(
-                self.args[node], stdout=out, stderr=out, cwd=ROOT, env=self.env
-            )
+        log_path = os.path.join(self.base, f"{node}.log")
+        self.procs[node] = spawn(self.args[node], log_path, cwd=ROOT, env=self.env)
 
     def _wait_cluster(self) -> None:
         for node in self.urls:
@@ -403,15 +420,7 @@ class Cluster:
     def stop(self) -> None:
         if self.sampler:
             self.sampler.stop()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(list(self.procs.values()), grace_s=30)
 
 
 def run_peers(seconds: float) -> tuple[dict[str, Result], str]:
@@ -455,8 +464,7 @@ class DqliteCluster:
             os.makedirs(d)
             cmd = ["dqlite-demo", "--api", f"127.0.0.1:{api[i]}", "--db", f"127.0.0.1:{db[i]}"]
             cmd += ["--dir", d] + (["--join", f"127.0.0.1:{db[0]}"] if i else [])
-            with open(f"{d}.log", "wb") as logf:
-                self.procs.append(subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT))
+            self.procs.append(spawn(cmd, f"{d}.log"))
             if i == 0:
                 self.url = f"http://127.0.0.1:{api[0]}"
                 wait_for("dqlite's first node", self._answers, 30)
@@ -478,14 +486,7 @@ class DqliteCluster:
         return 0
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs, grace_s=10)
 
 
 class EtcdCluster:
@@ -513,8 +514,7 @@ class EtcdCluster:
             cmd += ["--advertise-client-urls", self.clients[i]]
             cmd += ["--initial-cluster", initial, "--initial-cluster-state", "new"]
             cmd += ["--initial-cluster-token", "bench-side-by-side"]
-            with open(f"{d}.log", "wb") as logf:
-                self.procs.append(subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT))
+            self.procs.append(spawn(cmd, f"{d}.log"))
         self.url = wait_for("etcd's leader", self._leader, 60)  # type: ignore[assignment]
 
     def _leader(self) -> str:
@@ -526,11 +526,4 @@ class EtcdCluster:
         return ""
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs, grace_s=10)

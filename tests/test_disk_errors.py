@@ -830,22 +830,45 @@ def test_a_stalled_driver_still_stops(single: tuple[Driver, FlakyLog]) -> None:
     assert d.fatal is None
 
 
+def follower_append(prev: int, commit: int, *sql: str) -> Message:
+    """n1's append at term 2 to n2 (bootstrapped at term 1): one entry per
+    statement after index `prev`, and n1's commit index."""
+    return Message(
+        MsgType.APPEND,
+        NodeId("n1"),
+        NodeId("n2"),
+        Term(2),
+        log_term=Term(1 if prev == 1 else 2),
+        index=Index(prev),
+        entries=tuple(Entry(Term(2), Index(prev + 1 + k), cmd(q)) for k, q in enumerate(sql)),
+        commit=Index(commit),
+    )
+
+
+def hold_apply(
+    monkeypatch: pytest.MonkeyPatch, machine: fsm.StateMachine, index: int
+) -> tuple[threading.Event, threading.Event]:
+    """Make the apply of entry `index` wait: (set once it waits, set to let it go)."""
+    applying, release = threading.Event(), threading.Event()
+    real_apply = machine.apply_entry
+
+    def apply_entry(e: Entry, *a: object, **kw: object) -> list[Result]:
+        if e.index == index:
+            applying.set()
+            assert release.wait(10)
+        return real_apply(e, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(machine, "apply_entry", apply_entry)
+    return applying, release
+
+
 def test_a_follower_acknowledges_an_append_only_once_it_is_durable(tmp_path: Path) -> None:
     sent: list[Message] = []
     d, storage = _driver(tmp_path, ["n1", "n2"], "n2", send=sent.append)
     d.start()
     try:
         storage.failing.set()
-        append = Message(
-            MsgType.APPEND,
-            NodeId("n1"),
-            NodeId("n2"),
-            Term(2),
-            log_term=Term(1),
-            index=Index(1),
-            entries=(Entry(Term(2), Index(2), cmd("CREATE TABLE t(v)")),),
-            commit=Index(1),
-        )
+        append = follower_append(1, 1, "CREATE TABLE t(v)")
         d.step(append)
         wait_for("a few retries", lambda: storage.attempts >= 3)
         assert not [m for m in sent if m.type is MsgType.APPEND_RESP]
@@ -899,18 +922,7 @@ def test_committed_entries_apply_while_the_next_save_runs_but_never_before_their
         return real_apply(e, *a, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(machine, "apply_entry", apply_entry)
-
-    def append(prev: int, commit: int, *sql: str) -> Message:
-        return Message(
-            MsgType.APPEND,
-            NodeId("n1"),
-            NodeId("n2"),
-            Term(2),
-            log_term=Term(1 if prev == 1 else 2),
-            index=Index(prev),
-            entries=tuple(Entry(Term(2), Index(prev + 1 + k), cmd(q)) for k, q in enumerate(sql)),
-            commit=Index(commit),
-        )
+    append = follower_append
 
     def saving(last_stored: int) -> None:
         wait_for("a save waiting", storage.waiting.is_set)
@@ -951,28 +963,8 @@ def test_a_follower_acknowledges_a_saved_entry_while_it_still_applies_the_one_be
     long apply of an earlier entry does not hold it (nor the leader's commit)."""
     sent: list[Message] = []
     d, storage = _driver(tmp_path, ["n1", "n2"], "n2", send=sent.append)
-    applying, release = threading.Event(), threading.Event()
-    real_apply = d.fsm.apply_entry
-
-    def apply_entry(e: Entry, *a: object, **kw: object) -> list[Result]:
-        if e.index == 2:
-            applying.set()
-            assert release.wait(10)
-        return real_apply(e, *a, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(d.fsm, "apply_entry", apply_entry)
-
-    def append(prev: int, commit: int, sql: str) -> Message:
-        return Message(
-            MsgType.APPEND,
-            NodeId("n1"),
-            NodeId("n2"),
-            Term(2),
-            log_term=Term(1 if prev == 1 else 2),
-            index=Index(prev),
-            entries=(Entry(Term(2), Index(prev + 1), cmd(sql)),),
-            commit=Index(commit),
-        )
+    applying, release = hold_apply(monkeypatch, d.fsm, 2)
+    append = follower_append
 
     def acked(index: int) -> bool:
         return any(

@@ -16,20 +16,7 @@ from rqlite_py.disk import DiskError
 from rqlite_py.driver import Driver, ShutdownError
 from rqlite_py.raft.types import Entry, Index, Message, MsgType, NodeId, Term
 from rqlite_py.results import Result
-from tests.test_disk_errors import FlakyLog, _driver, cmd, wait_for
-
-
-def _append(prev: int, commit: int, sql: str) -> Message:
-    return Message(
-        MsgType.APPEND,
-        NodeId("n1"),
-        NodeId("n2"),
-        Term(2),
-        log_term=Term(1 if prev == 1 else 2),
-        index=Index(prev),
-        entries=(Entry(Term(2), Index(prev + 1), cmd(sql)),),
-        commit=Index(commit),
-    )
+from tests.test_disk_errors import FlakyLog, _driver, cmd, follower_append, hold_apply, wait_for
 
 
 class Sent:
@@ -50,6 +37,19 @@ class Sent:
         ]
 
 
+def record_appliers(monkeypatch: pytest.MonkeyPatch, d: Driver) -> dict[int, str]:
+    """Which thread applies each entry, from now on."""
+    appliers: dict[int, str] = {}
+    real_apply = d.fsm.apply_entry
+
+    def apply_entry(e: Entry, *a: object, **kw: object) -> list[Result]:
+        appliers[e.index] = threading.current_thread().name
+        return real_apply(e, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(d.fsm, "apply_entry", apply_entry)
+    return appliers
+
+
 @pytest.fixture
 def follower(tmp_path: Path) -> Iterator[tuple[Driver, FlakyLog, Sent]]:
     sent = Sent()
@@ -64,18 +64,11 @@ def test_a_message_delivered_to_an_idle_loop_is_carried_out_by_the_deliverer(
     follower: tuple[Driver, FlakyLog, Sent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     d, storage, sent = follower
-    appliers: dict[int, str] = {}
-    real_apply = d.fsm.apply_entry
-
-    def apply_entry(e: Entry, *a: object, **kw: object) -> list[Result]:
-        appliers[e.index] = threading.current_thread().name
-        return real_apply(e, *a, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(d.fsm, "apply_entry", apply_entry)
+    appliers = record_appliers(monkeypatch, d)
     me = threading.current_thread().name
     wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
-    d.deliver(_append(1, 1, "CREATE TABLE t(v)"))
-    d.deliver(_append(2, 2, "INSERT INTO t VALUES(1)"))
+    d.deliver(follower_append(1, 1, "CREATE TABLE t(v)"))
+    d.deliver(follower_append(2, 2, "INSERT INTO t VALUES(1)"))
     # Saved, acknowledged and applied before deliver returned, on this
     # thread (an acknowledgement may go from the saver: see _persist).
     assert storage.last_index() == 3 and d.fsm.applied_index == 2
@@ -85,25 +78,31 @@ def test_a_message_delivered_to_an_idle_loop_is_carried_out_by_the_deliverer(
         assert thread != d._thread.name
 
 
+def test_a_message_with_more_behind_it_is_left_to_the_loop(
+    follower: tuple[Driver, FlakyLog, Sent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that the loop takes a peer's messages waiting together into one
+    Ready (on a follower, one fsync for several appends)."""
+    d, storage, sent = follower
+    appliers = record_appliers(monkeypatch, d)
+    wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
+    d.deliver(follower_append(1, 1, "CREATE TABLE t(v)"), more=True)
+    d.deliver(follower_append(2, 2, "INSERT INTO t VALUES(1)"), more=True)
+    wait_for("entry 2 applied", lambda: d.fsm.applied_index == 2)
+    assert appliers[2] == d._thread.name
+    assert storage.last_index() == 3
+
+
 def test_a_message_delivered_while_the_loop_works_is_queued_behind_it(
     follower: tuple[Driver, FlakyLog, Sent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     d, storage, sent = follower
-    applying, release = threading.Event(), threading.Event()
-    real_apply = d.fsm.apply_entry
-
-    def apply_entry(e: Entry, *a: object, **kw: object) -> list[Result]:
-        if e.index == 2:
-            applying.set()
-            assert release.wait(10)
-        return real_apply(e, *a, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(d.fsm, "apply_entry", apply_entry)
-    d.step(_append(1, 1, "CREATE TABLE t(v)"))
+    applying, release = hold_apply(monkeypatch, d.fsm, 2)
+    d.step(follower_append(1, 1, "CREATE TABLE t(v)"))
     wait_for("entry 2 acknowledged", lambda: bool(sent.acks(2)))
-    d.step(_append(2, 2, "INSERT INTO t VALUES(1)"))  # the loop applies 2 and blocks
+    d.step(follower_append(2, 2, "INSERT INTO t VALUES(1)"))  # the loop applies 2 and blocks
     wait_for("entry 2 being applied", applying.is_set)
-    d.deliver(_append(3, 2, "INSERT INTO t VALUES(2)"))  # returns at once: queued
+    d.deliver(follower_append(3, 2, "INSERT INTO t VALUES(2)"))  # returns at once: queued
     assert storage.last_index() == 3 and not sent.acks(4)
     release.set()
     wait_for("entry 4 acknowledged", lambda: bool(sent.acks(4)))
@@ -116,10 +115,10 @@ def test_a_disk_failure_in_a_delivered_turn_is_retried_by_the_loop(
     d, storage, sent = follower
     wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
     storage.failing.set()
-    d.deliver(_append(1, 1, "CREATE TABLE t(v)"))  # does not wait for the disk
+    d.deliver(follower_append(1, 1, "CREATE TABLE t(v)"))  # does not wait for the disk
     assert isinstance(d.disk_error, DiskError) and not sent.acks(2)
     wait_for("retries by the loop", lambda: storage.attempts >= 3)
-    d.deliver(_append(1, 1, "CREATE TABLE t(v)"))  # while stalled: queued, then dropped
+    d.deliver(follower_append(1, 1, "CREATE TABLE t(v)"))  # while stalled: queued, then dropped
     assert not sent.acks(2)
     storage.failing.clear()
     wait_for("the acknowledgement", lambda: bool(sent.acks(2)))
@@ -136,7 +135,7 @@ def test_a_broken_invariant_in_a_delivered_turn_stops_the_node(
         raise AssertionError("an invariant")
 
     monkeypatch.setattr(d.core, "step", broken)
-    d.deliver(_append(1, 1, "CREATE TABLE t(v)"))
+    d.deliver(follower_append(1, 1, "CREATE TABLE t(v)"))
     assert isinstance(d.fatal, AssertionError)
     d._thread.join(5)
     assert not d._thread.is_alive()

@@ -760,13 +760,12 @@ class RaftCore:
             self.leader = m.from_
         if m.type is MsgType.APPEND:
             self._handle_append(m)
-        elif m.type is MsgType.HEARTBEAT:
+        elif m.type in (MsgType.HEARTBEAT, MsgType.COMMIT):
             self.log.commit_to(Index(min(m.commit, self.log.last_index())))
-            self._send(
-                Message(MsgType.HEARTBEAT_RESP, self.id, m.from_, self.term, context=m.context)
-            )
-        elif m.type is MsgType.COMMIT:
-            self.log.commit_to(Index(min(m.commit, self.log.last_index())))
+            if m.type is MsgType.HEARTBEAT:  # a COMMIT is not answered
+                self._send(
+                    Message(MsgType.HEARTBEAT_RESP, self.id, m.from_, self.term, context=m.context)
+                )
         elif m.type is MsgType.SNAPSHOT:
             self._handle_snapshot(m)
         elif m.type is MsgType.TIMEOUT_NOW and self.is_promotable():
