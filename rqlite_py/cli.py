@@ -15,6 +15,7 @@ import threading
 from types import FrameType
 
 from . import __version__, config, memory
+from .auth import AuthFileError, CredentialStore
 from .cluster import JoinError
 from .db import DatabaseError
 from .disk import DiskError
@@ -72,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(cfg: config.NodeConfig) -> int:
+    try:
+        credentials, join_as = load_auth(cfg)
+    except AuthFileError as e:
+        log.error("%s", e)
+        return 1
     store_cfg = StoreConfig(
         data_dir=cfg.data_dir,
         node_id=NodeId(cfg.node_id),
@@ -101,6 +107,9 @@ def run(cfg: config.NodeConfig) -> int:
         write_queue_batch_size=cfg.write_queue_batch_size,
         write_queue_timeout_s=cfg.write_queue_timeout_s,
         write_queue_tx=cfg.write_queue_tx,
+        sql_allow_external=cfg.sql_allow_external,
+        auth=credentials,
+        join_as=join_as,
     )
     stop = threading.Event()
 
@@ -122,7 +131,10 @@ def run(cfg: config.NodeConfig) -> int:
         log.error("cannot open the data directory %s: %s", cfg.data_dir, e)
         return 1
     app = create_app(
-        store, max_body_bytes=cfg.http_max_body_bytes, allow_origin=cfg.http_allow_origin
+        store,
+        max_body_bytes=cfg.http_max_body_bytes,
+        allow_origin=cfg.http_allow_origin,
+        auth=credentials,
     )
     try:
         server = HttpServer(
@@ -182,6 +194,26 @@ def run(cfg: config.NodeConfig) -> int:
             trimmer.stop()
     log.info("node %s stopped", cfg.node_id)
     return 0
+
+
+def load_auth(
+    cfg: config.NodeConfig,
+) -> tuple[CredentialStore | None, tuple[str, str] | None]:
+    """-auth's users, and -join-as's credentials from them."""
+    if not cfg.auth:
+        return None, None
+    credentials = CredentialStore.load(cfg.auth)
+    for user, perm in credentials.unknown_perms:
+        log.warning("auth file: user %s has unknown permission %r (it grants nothing)", user, perm)
+    if not cfg.join_as:
+        return credentials, None
+    password = credentials.password_of(cfg.join_as)
+    if password is None:
+        raise AuthFileError(
+            f"-join-as {cfg.join_as}: the auth file holds no clear password for that user "
+            "(a node must send the password itself, so a password_hash cannot serve)"
+        )
+    return credentials, (cfg.join_as, password)
 
 
 def leave_or_hand_over(store: Store, cfg: config.NodeConfig) -> None:

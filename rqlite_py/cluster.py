@@ -41,11 +41,22 @@ class NodeMeta:
 
 
 class Cluster:
-    def __init__(self, node_id: NodeId, raft_addr: str, http_addr: str, connect_timeout_s: float):
+    def __init__(
+        self,
+        node_id: NodeId,
+        raft_addr: str,
+        http_addr: str,
+        connect_timeout_s: float,
+        credentials: tuple[str, str] | None = None,
+    ):
         self.node_id = node_id
         self.raft_addr = raft_addr
         self.http_addr = http_addr
         self.connect_timeout_s = connect_timeout_s
+        self._credentials: dict[str, object] = (
+            {} if credentials is None else {"username": credentials[0], "password": credentials[1]}
+        )
+        """-join-as: carried by this node's control calls, checked by the peer's -auth."""
         self._meta: dict[str, NodeMeta] = {}
         self._sessions: dict[str, requests.Session] = {}
         self._lock = threading.Lock()
@@ -57,6 +68,10 @@ class Cluster:
             "addr": self.raft_addr,
             "version": f"v{__version__}",
         }
+
+    def call(self, addr: str, request: dict[str, object], timeout_s: float) -> dict[str, object]:
+        """A control call to a peer's Raft port, with this node's credentials."""
+        return call(addr, {**request, **self._credentials}, timeout_s)
 
     # -- metadata -------------------------------------------------------------
     def meta(self, raft_addr: str, timeout_s: float, fresh: bool = False) -> NodeMeta:
@@ -91,7 +106,7 @@ class Cluster:
                 addr = target
                 for _ in range(5):  # follow at most a few leader hints
                     try:
-                        answer = call(addr, request, self.connect_timeout_s)
+                        answer = self.call(addr, request, self.connect_timeout_s)
                     except TransportError as e:
                         last_error = str(e)
                         break

@@ -243,6 +243,7 @@ class NodeConfig:
     auto_optimize_interval_s: float = 86400.0
     extensions_path: tuple[str, ...] = ()
     # Security
+    sql_allow_external: bool = False
     auth: str = ""
     http_cert: str = ""
     http_key: str = ""
@@ -376,6 +377,12 @@ _FLAGS: tuple[_Flag, ...] = (
     _Flag("auto-vacuum-int", "auto_vacuum_interval_s", _D, "Period between VACUUMs (0s = off)"),
     _Flag("auto-optimize-int", "auto_optimize_interval_s", _D, "PRAGMA optimize period (0h = off)"),
     _Flag("extensions-path", "extensions_path", _L, "Comma list of SQLite extension dirs/archives"),
+    _Flag(
+        "sql-allow-external",
+        "sql_allow_external",
+        _B,
+        "Allow ATTACH, VACUUM INTO and load_extension() (set alike on every node)",
+    ),
     _Flag("auth", "auth", _S, "Path to the authentication and authorization file"),
     _Flag("http-cert", "http_cert", _S, "Path to the HTTPS X.509 certificate"),
     _Flag("http-key", "http_key", _S, "Path to the HTTPS X.509 private key"),
@@ -467,10 +474,32 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "write-queue-timeout",
         "write-queue-tx",
         "version",
+        "auth",
+        "join-as",
+        "sql-allow-external",
     }
 )
 """Flags whose feature rqlite-py implements; any other flag set to a
 non-default value draws a warning. The data directory is always honoured."""
+
+_PROTECTIVE_FLAGS: frozenset[str] = frozenset(
+    {
+        "http-cert",
+        "http-key",
+        "http-ca-cert",
+        "http-verify-client",
+        "http-verify-common-name",
+        "node-cert",
+        "node-key",
+        "node-ca-cert",
+        "node-no-verify",
+        "node-verify-client",
+        "node-verify-server-name",
+        "node-verify-common-name",
+    }
+)
+"""Not implemented yet, and never ignored: a node asked for a protection it
+cannot give refuses to start rather than run without it."""
 
 _RAFT_LOG_LEVELS = frozenset({"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "OFF"})
 _DISCO_MODES = ("dns", "dns-srv", "consul-kv", "etcd-kv")
@@ -622,6 +651,13 @@ def parse_args(argv: list[str]) -> tuple[NodeConfig, list[str]]:
     cfg = NodeConfig(**values)  # type: ignore[arg-type]  # values are typed per flag
     if not cfg.show_version:
         validate(cfg)
+    for name in set_flags:
+        if name in _PROTECTIVE_FLAGS and name not in IMPLEMENTED_FLAGS:
+            raise FlagError(
+                f"flag -{name} is not implemented yet: refusing to start without "
+                "the protection it asks for",
+                name,
+            )
     warnings = [
         f"flag -{name} is accepted but not implemented yet; ignored"
         for name in set_flags
@@ -717,6 +753,10 @@ def _validate_tls(cfg: NodeConfig) -> None:
                 f"either both -{cert} and -{key} must be set, or neither",
                 cert if has_key else key,
             )
+    if cfg.join_as and not cfg.auth:
+        raise FlagError(
+            "-join-as requires -auth: its password is read from the auth file", "join-as"
+        )
     if cfg.http_verify_common_name and not cfg.http_verify_client:
         raise FlagError(
             "-http-verify-common-name requires -http-verify-client", "http-verify-common-name"

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import apsw
 
+from . import authorizer
 from .command import Statement, Statements
 from .disk import environmental
 from .results import ExecuteResult, QueryResult, Result, Value
@@ -54,7 +55,13 @@ class DatabaseError(Exception):
     those are results, reported per statement)."""
 
 
-def _open(path: str, *, readonly: bool, foreign_keys: bool) -> apsw.Connection:
+def _open(
+    path: str,
+    *,
+    readonly: bool,
+    foreign_keys: bool,
+    guard: authorizer.Authorizer | None = None,
+) -> apsw.Connection:
     flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE
     flags |= apsw.SQLITE_OPEN_CREATE if not readonly else 0
     try:
@@ -82,6 +89,8 @@ def _open(path: str, *, readonly: bool, foreign_keys: bool) -> apsw.Connection:
         # concurrent readers held 64 MB of a node's heap (issue 7's memory
         # target). Pages missed here come from the OS page cache.
         conn.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
+    if guard is not None:
+        conn.authorizer = guard  # last: the node's own PRAGMAs above pass unasked
     return conn
 
 
@@ -97,10 +106,20 @@ class Mode(enum.Enum):
 
 
 class Database:
-    def __init__(self, path: str, *, foreign_keys: bool = False, max_readers: int = 256) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        foreign_keys: bool = False,
+        max_readers: int = 256,
+        allow_external: bool = False,
+    ) -> None:
         self.path = path
         self.foreign_keys = foreign_keys
-        self.writer = _open(path, readonly=False, foreign_keys=foreign_keys)
+        self.allow_external = allow_external
+        self._guard = authorizer.make(allow_external)
+        """Clients' SQL may not reach outside the database (authorizer.py)."""
+        self.writer = _open(path, readonly=False, foreign_keys=foreign_keys, guard=self._guard)
         self._max_readers = max_readers or 1 << 30
         self._readers: queue.LifoQueue[apsw.Connection] = queue.LifoQueue()
         self._reader_slots = threading.BoundedSemaphore(self._max_readers)
@@ -111,7 +130,8 @@ class Database:
         the WAL for longer than `timeout_ms`, give up (False) and try later."""
         self.writer.set_busy_timeout(timeout_ms)
         try:
-            busy, frames, done = self.writer.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+            with authorizer.trusted():
+                busy, frames, done = self.writer.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
         except apsw.BusyError:
             return False
         except apsw.Error as e:
@@ -171,7 +191,9 @@ class Database:
             try:
                 conn = self._readers.get_nowait()
             except queue.Empty:
-                conn = _open(self.path, readonly=True, foreign_keys=self.foreign_keys)
+                conn = _open(
+                    self.path, readonly=True, foreign_keys=self.foreign_keys, guard=self._guard
+                )
             try:
                 yield conn
             finally:
@@ -238,7 +260,8 @@ class Database:
                     shell.process_command(".dump " + " ".join(tables))
                 return
             if vacuum:
-                conn.execute("VACUUM INTO ?", (path,))
+                with authorizer.trusted():
+                    conn.execute("VACUUM INTO ?", (path,))
             else:
                 dest = apsw.Connection(path)
                 try:
@@ -492,7 +515,7 @@ def run(
         with contextlib.suppress(apsw.Error):
             if not conn.get_autocommit():
                 conn.execute("ROLLBACK")
-        results.append(ExecuteResult(error=str(e)))
+        results.append(ExecuteResult(error=authorizer.explain(str(e))))
     finally:
         if limit is not None:
             conn.set_progress_handler(None)
@@ -632,7 +655,7 @@ def _run_batch(
         if isinstance(e, apsw.InterruptError):
             message = timeout_error
         elif isinstance(e, apsw.Error):
-            message = str(e)
+            message = authorizer.explain(str(e))
         else:
             message = f"cannot bind parameters: {e}"
         results.append(_error(Mode.EXECUTE, stmt, message, start=batch.last_time()))
@@ -773,7 +796,7 @@ def _run_one(
         disk = environmental(e)
         if disk is not None:
             raise disk from e
-        return _error(mode, stmt, str(e), start)
+        return _error(mode, stmt, authorizer.explain(str(e)), start)
     except (TypeError, OverflowError, StopIteration) as e:
         return _error(mode, stmt, f"cannot bind parameters: {e}", start)
     elapsed = time.perf_counter() - start

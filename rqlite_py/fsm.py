@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import apsw
 
-from . import command, db
+from . import authorizer, command, db
 from .disk import DiskError, guarded
 from .raft.types import ConfState, Entry, EntryType
 from .results import ExecuteResult, Result
@@ -172,7 +172,12 @@ class StateMachine:
                 if snapshot_path is not None:
                     shutil.copyfile(snapshot_path, side)
                 try:
-                    aside_db = db.Database(side, foreign_keys=self.db.foreign_keys, max_readers=1)
+                    aside_db = db.Database(
+                        side,
+                        foreign_keys=self.db.foreign_keys,
+                        max_readers=1,
+                        allow_external=self.db.allow_external,
+                    )
                 except db.DatabaseError as e:
                     raise e.__cause__ or e from e
             aside = StateMachine(aside_db)
@@ -190,7 +195,8 @@ class StateMachine:
                     if not writer.get_autocommit():
                         log.warning("rebuild: a transaction left open by a request is dropped")
                         writer.execute("ROLLBACK")
-                    writer.execute("PRAGMA journal_mode=DELETE")  # all of it in the file
+                    with authorizer.trusted():
+                        writer.execute("PRAGMA journal_mode=DELETE")  # all of it in the file
             finally:
                 aside._drop_staging()
                 aside.db.close()

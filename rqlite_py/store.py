@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
 from . import command, db, sql
+from .auth import CredentialStore
 from .cluster import Cluster, JoinError
 from .command import Command, Kind, Run, Statement, Statements, add_statement
 from .disk import DiskError, guarded
@@ -51,7 +52,7 @@ from .raft.types import (
 )
 from .results import Response, Result
 from .snapshots import SnapshotStore
-from .transport import Transport, TransportError, call
+from .transport import Transport, TransportError
 from .write_queue import QueueClosedError, QueueConfig, WriteQueue
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,12 @@ class StoreConfig:
     write_queue_batch_size: int = 128
     write_queue_timeout_s: float = 0.05
     write_queue_tx: bool = False
+    sql_allow_external: bool = False
+    """-sql-allow-external: ATTACH, VACUUM INTO, load_extension() (authorizer.py)."""
+    auth: CredentialStore | None = None
+    """-auth: peers' joins, notifications and removals need its permissions."""
+    join_as: tuple[str, str] | None = None
+    """-join-as: the (username, password) this node's own calls carry."""
 
 
 class Store:
@@ -218,7 +225,10 @@ class Store:
                 self.snapshots.verify(snap_file)
                 shutil.copyfile(snap_file.path, self.db_path)
         self.db = db.Database(
-            self.db_path, foreign_keys=cfg.foreign_keys, max_readers=cfg.max_readers
+            self.db_path,
+            foreign_keys=cfg.foreign_keys,
+            max_readers=cfg.max_readers,
+            allow_external=cfg.sql_allow_external,
         )
         self.fsm = StateMachine(self.db)
         self.fsm.applied_index = snap.index
@@ -234,7 +244,9 @@ class Store:
         # A fresh node with -join starts empty and learns everything from the
         # leader; a restarted member needs no join at all.
         self._needs_join = fresh and bool(cfg.join)
-        self.cluster = Cluster(cfg.node_id, cfg.raft_addr, cfg.http_addr, cfg.connect_timeout_s)
+        self.cluster = Cluster(
+            cfg.node_id, cfg.raft_addr, cfg.http_addr, cfg.connect_timeout_s, cfg.join_as
+        )
         self.transport = Transport(
             cfg.node_id,
             cfg.raft_addr,
@@ -383,7 +395,7 @@ class Store:
                 pass
             for target in cfg.join:
                 with contextlib.suppress(TransportError):
-                    call(target, hello, cfg.connect_timeout_s)
+                    self.cluster.call(target, hello, cfg.connect_timeout_s)
             with self._notified_lock:
                 known = dict(self._notified)
             if len(known) >= cfg.bootstrap_expect:
@@ -516,6 +528,8 @@ class Store:
         op = request.get("op")
         if op == "meta":
             return self.cluster.own_meta()
+        if not self._call_allowed(op, request):
+            return {"error": "unauthorized"}
         if op == "notify":
             node, addr = request.get("id"), request.get("addr")
             if not isinstance(node, str) or not isinstance(addr, str) or not node:
@@ -538,6 +552,31 @@ class Store:
             self.add(NodeId(node), addr, voter)
             return {"ok": True}
         return {"error": f"unknown call {op!r}"}
+
+    def _call_allowed(self, op: object, request: dict[str, object]) -> bool:
+        """With -auth, a peer's call must carry the credentials of a user
+        allowed to make it (its -join-as), as rqlite's cluster service checks:
+        joins and notifications need `join`, or `join-read-only` (also
+        spelt `join-read-replica`) for a non-voter's join; removals need
+        `remove`."""
+        auth = self.cfg.auth
+        if auth is None:
+            return True
+        user, password = request.get("username"), request.get("password")
+        if not isinstance(user, str) or not isinstance(password, str):
+            user = password = None
+        if op == "remove":
+            return auth.allowed(user, password, "remove")
+        if auth.allowed(user, password, "join"):
+            return True
+        return (
+            op == "join"
+            and request.get("voter") is False
+            and (
+                auth.allowed(user, password, "join-read-only")
+                or auth.allowed(user, password, "join-read-replica")
+            )
+        )
 
     def add(self, node: NodeId, addr: str, voter: bool) -> None:
         """Add (or re-add) a node, idempotently: the same id and address is a
@@ -597,7 +636,9 @@ class Store:
         if self.is_leader():
             self.remove(self.cfg.node_id)
             return
-        answer = call(self.leader_raft_addr(), {"op": "remove", "id": self.cfg.node_id}, timeout_s)
+        answer = self.cluster.call(
+            self.leader_raft_addr(), {"op": "remove", "id": self.cfg.node_id}, timeout_s
+        )
         if not answer.get("ok"):
             raise StoreError(f"the leader refused to remove this node: {answer.get('error')}")
 

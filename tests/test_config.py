@@ -111,6 +111,7 @@ EXPECTED_DEFAULTS: dict[str, object] = {
     "join_attempts": 5,
     "join_interval_s": 3.0,
     "join_as": "",
+    "sql_allow_external": False,
     "bootstrap_expect": 0,
     "bootstrap_expect_timeout_s": 120.0,
     "disco_mode": "",
@@ -321,7 +322,7 @@ def test_empty_value_with_equals() -> None:
         (["-raft-log-level", "DEBUG"], "raft_log_level", "DEBUG"),
         (["-disco-key=k"], "disco_key", "k"),
         (["-version"], "show_version", True),
-        (["-http-verify-client"], "http_verify_client", True),
+        (["-sql-allow-external"], "sql_allow_external", True),
         (["-otlp-interval=1m"], "otlp_interval_s", 60.0),
     ],
 )
@@ -471,6 +472,7 @@ def test_version_skips_validation() -> None:
         (["-node-cert", "c.pem"], "both -node-cert and -node-key"),
         (["-node-key", "k.pem"], "both -node-cert and -node-key"),
         (["-http-verify-common-name", "cn"], "requires -http-verify-client"),
+        (["-join-as", "bob"], "-join-as requires -auth"),
         (["-raft-non-voter", "-cdc-config", "stdout"], "CDC cannot be enabled"),
         (["-raft-log-level", "LOUD"], "-raft-log-level"),
         (["-raft-heartbeat-timeout", "1ms"], "at least 5ms"),
@@ -492,9 +494,6 @@ def test_validation_errors(argv: list[str], message: str) -> None:
         ["-raft-addr", "[::]:4002", "-raft-adv-addr", "[2001:db8::1]:4002"],
         ["-http-addr", ":4001"],
         ["-raft-addr", "127.0.0.1:0", "-raft-adv-addr", "127.0.0.1:4002"],
-        ["-http-cert", "c.pem", "-http-key", "k.pem"],
-        ["-node-cert", "c.pem", "-node-key", "k.pem"],
-        ["-http-verify-client", "-http-verify-common-name", "cn"],
         ["-join", "localhost:4002", "-bootstrap-expect", "3"],
         ["-join", "[2001:db8::1]:4002"],
         ["-disco-mode", "dns", "-bootstrap-expect", "3"],
@@ -508,6 +507,32 @@ def test_validation_errors(argv: list[str], message: str) -> None:
 )
 def test_valid_combinations(argv: list[str]) -> None:
     parse_args(argv)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        NodeConfig(http_cert="c.pem", http_key="k.pem"),
+        NodeConfig(node_cert="c.pem", node_key="k.pem"),
+        NodeConfig(http_verify_client=True, http_verify_common_name="cn"),
+    ],
+)
+def test_valid_tls_combinations(cfg: NodeConfig) -> None:
+    validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-http-cert", "c.pem", "-http-key", "k.pem"],
+        ["-node-cert", "c.pem", "-node-key", "k.pem"],
+        ["-node-no-verify"],
+        ["-http-verify-client"],
+    ],
+)
+def test_a_protection_not_built_yet_is_refused_never_ignored(argv: list[str]) -> None:
+    with pytest.raises(FlagError, match="not implemented yet: refusing to start"):
+        parse_args(argv)
 
 
 def test_validate_catches_directly_built_configs() -> None:
@@ -529,7 +554,7 @@ def test_validate_catches_directly_built_configs() -> None:
         (["-disco-mode", "dns", "-bootstrap-expect", "3"], "disco-mode"),
         (["-auto-optimize-int", "1h"], "auto-optimize-int"),
         (["-extensions-path", "ext"], "extensions-path"),
-        (["-auth", "users.json"], "auth"),
+        (["-auto-vacuum-int", "1h"], "auto-vacuum-int"),
         (["-raft-commit-timeout", "10ms"], "raft-commit-timeout"),
         (["-cdc-config", "stdout"], "cdc-config"),
         (["-otlp-endpoint", "http://collector:4318"], "otlp-endpoint"),
@@ -560,17 +585,17 @@ def test_no_warning_for_defaults_or_implemented_flags(argv: list[str]) -> None:
 
 
 def test_one_warning_per_flag_in_command_line_order() -> None:
-    _, warnings = parse_args(["-cdc-config=a", "-auth=a", "-cdc-config=b", "-fk"])
+    _, warnings = parse_args(["-cdc-config=a", "-extensions-path=a", "-cdc-config=b", "-fk"])
     assert warnings == [
         "flag -cdc-config is accepted but not implemented yet; ignored",
-        "flag -auth is accepted but not implemented yet; ignored",
+        "flag -extensions-path is accepted but not implemented yet; ignored",
     ]
 
 
 def test_implemented_flags_are_real_flags() -> None:
     assert IMPLEMENTED_FLAGS.issubset(flag_names())
     assert "http-max-body-bytes" in IMPLEMENTED_FLAGS
-    assert "auth" not in IMPLEMENTED_FLAGS
+    assert "auth" in IMPLEMENTED_FLAGS and "cdc-config" not in IMPLEMENTED_FLAGS
 
 
 # --------------------------------------------------------------------------

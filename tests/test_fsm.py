@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rqlite_py import command, db, fsm
+from rqlite_py import authorizer, command, db, fsm
 from rqlite_py.command import Command, Kind, Statement
 from rqlite_py.raft.types import Entry, Index, Term
 
@@ -18,7 +18,8 @@ def entry(i: int, data: bytes) -> Entry:
 def sqlite_file(path: Path) -> bytes:
     d = db.Database(str(path))
     d.writer.execute("CREATE TABLE loaded (x); INSERT INTO loaded VALUES(42)")
-    d.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with authorizer.trusted():
+        d.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     d.close()
     return path.read_bytes()
 

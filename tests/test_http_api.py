@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rqlite_py import command, sql
+from rqlite_py import authorizer, command, sql
 from rqlite_py.command import Statement
 from rqlite_py.driver import LeadershipLostError
 from rqlite_py.http.app import create_app
@@ -416,7 +416,8 @@ def test_a_full_disk_answers_writes_at_once_and_recovers_by_itself(
     stalls the node, and every write is refused at once with 503 and rqlite's
     JSON error body until there is room again."""
     writer = store.fsm.db.writer
-    writer.execute(f"PRAGMA max_page_count={writer.execute('PRAGMA page_count').fetchone()[0]}")
+    with authorizer.trusted():
+        writer.execute(f"PRAGMA max_page_count={writer.execute('PRAGMA page_count').fetchone()[0]}")
     big = [["INSERT INTO foo(name) VALUES(zeroblob(100000))"]]
     start = time.monotonic()
     r = foo.post("/db/execute", data=json.dumps(big))
@@ -434,7 +435,8 @@ def test_a_full_disk_answers_writes_at_once_and_recovers_by_itself(
     assert status["disk_error"] == "database or disk is full" and not status["ready"]
     r = foo.get("/readyz")
     assert r.status_code == 503 and b"store not ready: database or disk is full" in r.data
-    writer.execute("PRAGMA max_page_count=1000000")
+    with authorizer.trusted():
+        writer.execute("PRAGMA max_page_count=1000000")
     deadline = time.monotonic() + 10
     while store.driver.disk_error is not None:
         assert time.monotonic() < deadline, "never recovered"

@@ -8,11 +8,12 @@ server (server.py) runs it on a worker thread, tests call it directly.
 from __future__ import annotations
 
 from .. import __version__
+from ..auth import CredentialStore, basic_credentials
 from ..store import Store
 from . import cluster_api, db_api, errors, status_api
 from .messages import HttpError, Reply, Request
 from .responses import empty
-from .routing import Context, Handler
+from .routing import Context, Route
 
 VERSION_HEADER = f"v{__version__}"
 
@@ -20,10 +21,10 @@ VERSION_HEADER = f"v{__version__}"
 class App:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._routes: dict[str, dict[str, Handler]] = {}
+        self._routes: dict[str, dict[str, Route]] = {}
         for route in db_api.ROUTES + status_api.ROUTES + cluster_api.ROUTES:
             for method in route.methods:
-                self._routes.setdefault(route.path, {})[method] = route.handler
+                self._routes.setdefault(route.path, {})[method] = route
         self._common = [
             ("X-RQLITE-VERSION", VERSION_HEADER),
             ("Access-Control-Allow-Methods", "OPTIONS, GET, POST"),
@@ -49,6 +50,16 @@ class App:
         worker)."""
         if len(req.body) > self.ctx.max_body_bytes:
             return None
+        auth = self.ctx.auth
+        if auth is not None:
+            # A password to check against an scrypt hash takes a worker;
+            # a refusal too (handle answers it).
+            user, password = basic_credentials(req.headers.get("authorization"))
+            if not auth.allowed_quickly(user, password):
+                return None
+            route = self._routes.get(req.path, {}).get(req.method)
+            if route is None or not auth.allowed(user, password, *route.perms):
+                return None
         if req.path == "/db/execute":
             req.endpoint = db_api.execute.__name__
             return db_api.begin_execute(self.ctx, req)
@@ -93,12 +104,23 @@ class App:
         methods = self._routes.get(req.path)
         if methods is None:
             raise HttpError(404)
-        handler = methods.get(req.method)
-        if handler is None:
+        route = methods.get(req.method)
+        if route is None:
             raise HttpError(405)
-        req.endpoint = handler.__name__
-        return handler(self.ctx, req)
+        auth = self.ctx.auth
+        if auth is not None:
+            user, password = basic_credentials(req.headers.get("authorization"))
+            if not auth.allowed(user, password, *route.perms):
+                raise HttpError(401)
+        req.endpoint = route.handler.__name__
+        return route.handler(self.ctx, req)
 
 
-def create_app(store: Store, *, max_body_bytes: int = 64 << 20, allow_origin: str = "") -> App:
-    return App(Context(store, max_body_bytes=max_body_bytes, allow_origin=allow_origin))
+def create_app(
+    store: Store,
+    *,
+    max_body_bytes: int = 64 << 20,
+    allow_origin: str = "",
+    auth: CredentialStore | None = None,
+) -> App:
+    return App(Context(store, max_body_bytes=max_body_bytes, allow_origin=allow_origin, auth=auth))

@@ -63,8 +63,8 @@ def remove(ctx: Context, req: Request) -> Reply:
 
 
 ROUTES = [
-    Route("/leader", ("POST",), transfer_leadership),
-    Route("/snapshot", ("POST",), snapshot),
-    Route("/reap", ("POST",), reap),
-    Route("/remove", ("DELETE",), remove),
+    Route("/leader", ("POST",), transfer_leadership, ("leader-ops",)),
+    Route("/snapshot", ("POST",), snapshot, ("snapshot",)),
+    Route("/reap", ("POST",), reap, ("snapshot",)),
+    Route("/remove", ("DELETE",), remove, ("remove",)),
 ]

@@ -239,11 +239,11 @@ def boot(ctx: Context, req: Request) -> Reply:
 
 
 ROUTES = [
-    Route("/db/execute", ("POST",), execute),
-    Route("/db/query", ("GET", "POST"), query),
-    Route("/db/request", ("POST",), unified),
-    Route("/db/sql", ("GET", "POST"), show_sql),
-    Route("/db/backup", ("GET",), backup),
-    Route("/db/load", ("POST",), load),
-    Route("/boot", ("POST",), boot),
+    Route("/db/execute", ("POST",), execute, ("execute",)),
+    Route("/db/query", ("GET", "POST"), query, ("query",)),
+    Route("/db/request", ("POST",), unified, ("execute", "query")),
+    Route("/db/sql", ("GET", "POST"), show_sql, ("query",)),
+    Route("/db/backup", ("GET",), backup, ("backup",)),
+    Route("/db/load", ("POST",), load, ("load",)),
+    Route("/boot", ("POST",), boot, ("load",)),
 ]

@@ -55,6 +55,10 @@ def to_reply(e: Exception, ctx: Context, req: Request) -> Reply:
     if isinstance(e, HttpError):
         if e.status == 413:
             return text_error("request body too large", 413)
+        if e.status == 401:
+            reply = empty(401)
+            reply.headers.append(("WWW-Authenticate", 'Basic realm="rqlite"'))
+            return reply
         # rqlite answers unknown paths and wrong methods with an empty body.
         return empty(e.status)
     log.error("unexpected error serving %s %s", req.method, req.path, exc_info=e)

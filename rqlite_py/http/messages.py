@@ -57,8 +57,8 @@ class Reply:
 
 
 class HttpError(Exception):
-    """A request the router cannot take: unknown path (404), wrong method
-    (405), body over the limit (413)."""
+    """A request the router cannot take: not authorized (401), unknown path
+    (404), wrong method (405), body over the limit (413)."""
 
     def __init__(self, status: int) -> None:
         super().__init__(status)

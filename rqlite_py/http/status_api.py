@@ -81,7 +81,7 @@ def node_object(store: Store, node_id: str, timeout_s: float = 5.0) -> dict[str,
 
 def status(ctx: Context, req: Request) -> Reply:
     p = params.parse(req.args)
-    doc = _sorted_maps(status_document(ctx.store))
+    doc = _sorted_maps(status_document(ctx.store, auth=ctx.auth is not None))
     if p.key:
         for part in p.key.split("."):
             if not isinstance(doc, dict) or part not in doc:
@@ -98,7 +98,7 @@ def _sorted_maps(obj: object) -> object:
     return obj
 
 
-def status_document(store: Store) -> dict[str, object]:
+def status_document(store: Store, *, auth: bool = False) -> dict[str, object]:
     raft = store.raft
     now = time.time()
     leader_addr = store.cfg.raft_addr if raft.leader == store.cfg.node_id else raft.leader
@@ -109,7 +109,7 @@ def status_document(store: Store) -> dict[str, object]:
         "disco": {"mode": ""},
         "extensions": {"names": []},
         "http": {
-            "auth": "disabled",
+            "auth": "enabled" if auth else "disabled",
             "bind_addr": store.cfg.http_addr,
             "queue": {"_default": store.queue_status()},
         },
@@ -258,9 +258,9 @@ def debug_vars(ctx: Context, req: Request) -> Reply:
 
 
 ROUTES = [
-    Route("/status", ("GET",), status),
-    Route("/readyz", ("GET",), readyz),
-    Route("/nodes", ("GET",), nodes),
-    Route("/leader", ("GET",), leader),
-    Route("/debug/vars", ("GET",), debug_vars),
+    Route("/status", ("GET",), status, ("status",)),
+    Route("/readyz", ("GET",), readyz, ("ready",)),
+    Route("/nodes", ("GET",), nodes, ("status",)),
+    Route("/leader", ("GET",), leader, ("leader-ops",)),
+    Route("/debug/vars", ("GET",), debug_vars, ("status",)),
 ]
