@@ -10,13 +10,15 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import ssl
 import sys
 import threading
+from dataclasses import dataclass, field
 from types import FrameType
 
-from . import __version__, config, memory
+from . import __version__, config, memory, tls
 from .auth import AuthFileError, CredentialStore
-from .cluster import JoinError
+from .cluster import HttpsClient, JoinError
 from .db import DatabaseError
 from .disk import DiskError
 from .http.app import create_app
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(cfg: config.NodeConfig) -> int:
     try:
         credentials, join_as = load_auth(cfg)
-    except AuthFileError as e:
+        secure = load_tls(cfg)
+    except (AuthFileError, tls.TlsError) as e:
         log.error("%s", e)
         return 1
     store_cfg = StoreConfig(
@@ -110,6 +113,8 @@ def run(cfg: config.NodeConfig) -> int:
         sql_allow_external=cfg.sql_allow_external,
         auth=credentials,
         join_as=join_as,
+        node_tls=secure.node,
+        https=secure.https,
     )
     stop = threading.Event()
 
@@ -142,12 +147,16 @@ def run(cfg: config.NodeConfig) -> int:
             app,
             max_threads=HTTP_THREADS_MAX,
             shutdown_timeout_s=SHUTDOWN_GRACE_S,
+            ssl_context=secure.http,
+            client_common_name=cfg.http_verify_common_name,
         )
     except OSError as e:
         log.error("cannot listen on %s: %s", cfg.http_addr, e)
         store.close()
         return 1
     server.start()
+    for reloader in secure.reloaders:
+        reloader.start()
     try:
         store.open()
         store.join()
@@ -192,6 +201,8 @@ def run(cfg: config.NodeConfig) -> int:
         store.close()
         if trimmer is not None:
             trimmer.stop()
+        for reloader in secure.reloaders:
+            reloader.stop()
     log.info("node %s stopped", cfg.node_id)
     return 0
 
@@ -214,6 +225,40 @@ def load_auth(
             "(a node must send the password itself, so a password_hash cannot serve)"
         )
     return credentials, (cfg.join_as, password)
+
+
+@dataclass
+class Secure:
+    """What -http-cert and -node-cert made: TLS contexts, and the threads
+    that reload renewed certificates into them."""
+
+    http: ssl.SSLContext | None = None
+    https: HttpsClient | None = None
+    node: tls.NodeTls | None = None
+    reloaders: list[tls.Reloader] = field(default_factory=list)
+
+
+def load_tls(cfg: config.NodeConfig) -> Secure:
+    out = Secure()
+    if cfg.http_cert:
+        identity = tls.Identity(cfg.http_cert, cfg.http_key)
+        out.http = tls.server_context(identity, cfg.http_ca_cert, cfg.http_verify_client)
+        # Forwarding to the leader's HTTPS API: its certificate is checked
+        # against the same CA, and ours shown if it verifies clients.
+        out.https = HttpsClient(cfg.http_ca_cert, (cfg.http_cert, cfg.http_key))
+        out.reloaders.append(tls.Reloader(identity, [out.http]))
+    if cfg.node_cert:
+        identity = tls.Identity(cfg.node_cert, cfg.node_key)
+        out.node = tls.node_tls(
+            identity,
+            cfg.node_ca_cert,
+            no_verify=cfg.node_no_verify,
+            verify_client=cfg.node_verify_client,
+            server_name=cfg.node_verify_server_name,
+            common_name=cfg.node_verify_common_name,
+        )
+        out.reloaders.append(tls.Reloader(identity, [out.node.server, out.node.client]))
+    return out
 
 
 def leave_or_hand_over(store: Store, cfg: config.NodeConfig) -> None:

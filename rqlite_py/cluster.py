@@ -19,6 +19,7 @@ import urllib3
 
 from . import __version__
 from .raft.types import NodeId
+from .tls import NodeTls
 from .transport import TransportError, call
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,16 @@ request cannot bounce between nodes that disagree about the leader."""
 
 class JoinError(Exception):
     """The node could not join any of the -join targets."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpsClient:
+    """How a node forwarding to the leader's HTTPS API checks it, and what it
+    presents when the leader verifies clients (its own -http-cert)."""
+
+    ca_cert: str = ""
+    """-http-ca-cert; the system's CAs when empty."""
+    client_cert: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +59,17 @@ class Cluster:
         http_addr: str,
         connect_timeout_s: float,
         credentials: tuple[str, str] | None = None,
+        node_tls: NodeTls | None = None,
+        https: HttpsClient | None = None,
     ):
         self.node_id = node_id
         self.raft_addr = raft_addr
         self.http_addr = http_addr
         self.connect_timeout_s = connect_timeout_s
+        self.node_tls = node_tls
+        self.https = https
+        """This node serves HTTPS; forwarded requests go to the leader's HTTPS
+        API, with these settings."""
         self._credentials: dict[str, object] = (
             {} if credentials is None else {"username": credentials[0], "password": credentials[1]}
         )
@@ -61,17 +78,22 @@ class Cluster:
         self._sessions: dict[str, requests.Session] = {}
         self._lock = threading.Lock()
 
+    @property
+    def api_addr(self) -> str:
+        """This node's HTTP API as a URL (https:// with -http-cert)."""
+        return f"{'https' if self.https is not None else 'http'}://{self.http_addr}"
+
     def own_meta(self) -> dict[str, object]:
         return {
             "id": self.node_id,
-            "api_addr": f"http://{self.http_addr}",
+            "api_addr": self.api_addr,
             "addr": self.raft_addr,
             "version": f"v{__version__}",
         }
 
     def call(self, addr: str, request: dict[str, object], timeout_s: float) -> dict[str, object]:
         """A control call to a peer's Raft port, with this node's credentials."""
-        return call(addr, {**request, **self._credentials}, timeout_s)
+        return call(addr, {**request, **self._credentials}, timeout_s, self.node_tls)
 
     # -- metadata -------------------------------------------------------------
     def meta(self, raft_addr: str, timeout_s: float, fresh: bool = False) -> NodeMeta:
@@ -81,7 +103,7 @@ class Cluster:
                 cached = self._meta.get(raft_addr)
             if cached is not None:
                 return cached
-        answer = call(raft_addr, {"op": "meta"}, timeout_s)
+        answer = self.call(raft_addr, {"op": "meta"}, timeout_s)
         if "error" in answer:
             raise TransportError(str(answer["error"]))
         m = NodeMeta(
@@ -138,6 +160,13 @@ class Cluster:
             session = self._sessions.get(api_addr)
             if session is None:
                 session = self._sessions[api_addr] = requests.Session()
+                # Straight to the peer: no proxy from the environment, and no
+                # REQUESTS_CA_BUNDLE overriding the CA set below (requests
+                # lets that variable win over a session's own `verify`).
+                session.trust_env = False
+                if self.https is not None:
+                    session.verify = self.https.ca_cert or True
+                    session.cert = self.https.client_cert
         headers = {**headers, FORWARDED_HEADER: "1"}
         for attempt in range(retries + 1):
             try:

@@ -477,13 +477,6 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "auth",
         "join-as",
         "sql-allow-external",
-    }
-)
-"""Flags whose feature rqlite-py implements; any other flag set to a
-non-default value draws a warning. The data directory is always honoured."""
-
-_PROTECTIVE_FLAGS: frozenset[str] = frozenset(
-    {
         "http-cert",
         "http-key",
         "http-ca-cert",
@@ -498,8 +491,9 @@ _PROTECTIVE_FLAGS: frozenset[str] = frozenset(
         "node-verify-common-name",
     }
 )
-"""Not implemented yet, and never ignored: a node asked for a protection it
-cannot give refuses to start rather than run without it."""
+"""Flags whose feature rqlite-py implements; any other flag set to a
+non-default value draws a warning. The data directory is always honoured."""
+
 
 _RAFT_LOG_LEVELS = frozenset({"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "OFF"})
 _DISCO_MODES = ("dns", "dns-srv", "consul-kv", "etcd-kv")
@@ -651,13 +645,6 @@ def parse_args(argv: list[str]) -> tuple[NodeConfig, list[str]]:
     cfg = NodeConfig(**values)  # type: ignore[arg-type]  # values are typed per flag
     if not cfg.show_version:
         validate(cfg)
-    for name in set_flags:
-        if name in _PROTECTIVE_FLAGS and name not in IMPLEMENTED_FLAGS:
-            raise FlagError(
-                f"flag -{name} is not implemented yet: refusing to start without "
-                "the protection it asks for",
-                name,
-            )
     warnings = [
         f"flag -{name} is accepted but not implemented yet; ignored"
         for name in set_flags
@@ -753,6 +740,22 @@ def _validate_tls(cfg: NodeConfig) -> None:
                 f"either both -{cert} and -{key} must be set, or neither",
                 cert if has_key else key,
             )
+    for needs, flags in (
+        ("http-cert", ("http-ca-cert", "http-verify-client")),
+        (
+            "node-cert",
+            (
+                "node-ca-cert",
+                "node-no-verify",
+                "node-verify-client",
+                "node-verify-server-name",
+                "node-verify-common-name",
+            ),
+        ),
+    ):
+        for flag in flags:
+            if getattr(cfg, _BY_NAME[flag].field) and not getattr(cfg, _BY_NAME[needs].field):
+                raise FlagError(f"-{flag} requires -{needs}", flag)
     if cfg.join_as and not cfg.auth:
         raise FlagError(
             "-join-as requires -auth: its password is read from the auth file", "join-as"

@@ -24,7 +24,7 @@ from typing import ClassVar, TypeVar
 
 from . import command, db, sql
 from .auth import CredentialStore
-from .cluster import Cluster, JoinError
+from .cluster import Cluster, HttpsClient, JoinError
 from .command import Command, Kind, Run, Statement, Statements, add_statement
 from .disk import DiskError, guarded
 from .driver import Driver, LeadershipLostError, RaftStatus, ShutdownError, Timing
@@ -52,6 +52,7 @@ from .raft.types import (
 )
 from .results import Response, Result
 from .snapshots import SnapshotStore
+from .tls import NodeTls
 from .transport import Transport, TransportError
 from .write_queue import QueueClosedError, QueueConfig, WriteQueue
 
@@ -195,6 +196,10 @@ class StoreConfig:
     """-auth: peers' joins, notifications and removals need its permissions."""
     join_as: tuple[str, str] | None = None
     """-join-as: the (username, password) this node's own calls carry."""
+    node_tls: NodeTls | None = None
+    """-node-cert: TLS on every connection between nodes."""
+    https: HttpsClient | None = None
+    """-http-cert: the API is HTTPS, and forwarding goes to the leader's."""
 
 
 class Store:
@@ -245,7 +250,13 @@ class Store:
         # leader; a restarted member needs no join at all.
         self._needs_join = fresh and bool(cfg.join)
         self.cluster = Cluster(
-            cfg.node_id, cfg.raft_addr, cfg.http_addr, cfg.connect_timeout_s, cfg.join_as
+            cfg.node_id,
+            cfg.raft_addr,
+            cfg.http_addr,
+            cfg.connect_timeout_s,
+            cfg.join_as,
+            cfg.node_tls,
+            cfg.https,
         )
         self.transport = Transport(
             cfg.node_id,
@@ -257,6 +268,7 @@ class Store:
             on_snapshot=lambda m, path: self.driver.receive_snapshot(m, path),
             staging_dir=self.staging_dir,
             compress_snapshots=cfg.compress_snapshots,
+            tls=cfg.node_tls,
             connect_timeout_s=cfg.connect_timeout_s,
         )
         self._closed = threading.Event()
@@ -513,7 +525,7 @@ class Store:
         if not raft.leader:
             return ""
         if raft.leader == self.cfg.node_id:
-            return f"http://{self.cfg.http_addr}"
+            return self.cluster.api_addr
         addr = raft.conf.addr(raft.leader)
         if not addr:
             return ""

@@ -22,6 +22,7 @@ import logging
 import os
 import select
 import socket
+import ssl
 import tempfile
 import threading
 import zlib
@@ -30,6 +31,7 @@ from collections.abc import Callable
 
 from . import snapshots, wire
 from .raft.types import Message, NodeId
+from .tls import NodeTls
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +95,26 @@ def read_frame(sock: socket.socket) -> tuple[int, bytes] | None:
     return kind, payload
 
 
-def call(addr: str, request: dict[str, object], timeout_s: float) -> dict[str, object]:
+def connect(addr: str, timeout_s: float, tls: NodeTls | None) -> socket.socket:
+    """A connection to a peer's Raft port, through TLS's handshake with -node-cert.
+    Raises OSError (ssl.SSLError included) or TransportError."""
+    host, port = split_addr(addr)
+    sock = socket.create_connection((host, port), timeout=timeout_s)
+    if tls is None:
+        return sock
+    try:
+        return tls.wrap_client(sock, host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def call(
+    addr: str, request: dict[str, object], timeout_s: float, tls: NodeTls | None = None
+) -> dict[str, object]:
     """One control call: connect, ask, read the answer, close."""
     try:
-        with socket.create_connection(split_addr(addr), timeout=timeout_s) as sock:
+        with connect(addr, timeout_s, tls) as sock:
             sock.settimeout(timeout_s)
             sock.sendall(wire.PREAMBLE + wire.frame(wire.KIND_CALL, wire.encode_json(request)))
             got = read_frame(sock)
@@ -112,6 +130,8 @@ def call(addr: str, request: dict[str, object], timeout_s: float) -> dict[str, o
 
 def _ready_now(sock: socket.socket, event: int) -> bool:
     """Is `sock` readable (POLLIN) or writable (POLLOUT) without waiting?"""
+    if event == select.POLLIN and isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True  # decrypted bytes wait inside the TLS layer, unseen by poll
     poller = select.poll()
     poller.register(sock, event)
     return bool(poller.poll(0))
@@ -188,8 +208,8 @@ class _Peer:
             try:
                 if self.sock is None:
                     tail = b""  # the end of a frame begun on a connection now gone
-                    self.sock = socket.create_connection(
-                        split_addr(self.addr), timeout=self.transport.connect_timeout_s
+                    self.sock = connect(
+                        self.addr, self.transport.connect_timeout_s, self.transport.tls
                     )
                     self.sock.settimeout(self.transport.send_timeout_s)
                     self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -245,8 +265,11 @@ class Transport:
         compress_snapshots: bool = False,
         connect_timeout_s: float = 5.0,
         send_timeout_s: float = 5.0,
+        tls: NodeTls | None = None,
     ) -> None:
         self.node_id = node_id
+        self.tls = tls
+        """-node-cert: every connection, both ways, is TLS."""
         self.bind_addr = bind_addr
         self.hello = wire.frame(
             wire.KIND_HELLO, wire.encode_json({"id": node_id, "addr": adv_addr})
@@ -270,6 +293,7 @@ class Transport:
         self._listener: socket.socket | None = None
         self._stopping = False
         self.bad_frames = 0
+        self.bad_handshakes = 0
 
     # -- lifecycle --------------------------------------------------------------
     def listen(self) -> None:
@@ -331,6 +355,17 @@ class Transport:
             threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
 
     def _serve(self, sock: socket.socket) -> None:
+        if self.tls is not None:
+            # A peer gets connect_timeout_s to finish its handshake: one that
+            # stalls in it holds only this connection's thread, that long.
+            sock.settimeout(self.connect_timeout_s)
+            try:
+                sock = self.tls.wrap_server(sock)
+            except OSError as e:  # ssl.SSLError included: no valid certificate
+                self.bad_handshakes += 1
+                log.warning("refusing a connection on the Raft port: TLS handshake failed: %s", e)
+                sock.close()
+                return
         sock.settimeout(IDLE_TIMEOUT_S)
         try:
             with sock:
@@ -377,7 +412,7 @@ class Transport:
                     "zlib": self.compress_snapshots,
                 }
                 z = zlib.compressobj(1) if self.compress_snapshots else None
-                with socket.create_connection(split_addr(addr), self.connect_timeout_s) as sock:
+                with connect(addr, self.connect_timeout_s, self.tls) as sock:
                     sock.settimeout(max(self.send_timeout_s, 30.0))
                     sock.sendall(
                         wire.PREAMBLE

@@ -24,13 +24,16 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .. import tls
 from .app import App
 from .db_api import Begun
 from .messages import HttpError, Reply, Request
@@ -150,7 +153,12 @@ class HttpServer:
         max_threads: int,
         shutdown_timeout_s: float,
         backlog: int = 1024,
+        ssl_context: ssl.SSLContext | None = None,
+        client_common_name: str = "",
     ) -> None:
+        """With `ssl_context`, HTTPS only. With `client_common_name`, a
+        client whose certificate names anyone else is disconnected once the
+        handshake is done (-http-verify-common-name)."""
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -164,7 +172,7 @@ class HttpServer:
         config = uvicorn.Config(
             Asgi(app, self.workers),
             loop="uvloop",
-            http="httptools",
+            http=_checking_common_name(client_common_name) if client_common_name else "httptools",
             lifespan="off",
             access_log=False,
             log_level="warning",
@@ -174,6 +182,7 @@ class HttpServer:
             timeout_keep_alive=KEEP_ALIVE_S,
             timeout_graceful_shutdown=shutdown_timeout_s,
             backlog=backlog,
+            ssl_context_factory=None if ssl_context is None else lambda _cfg, _default: ssl_context,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
@@ -195,3 +204,20 @@ class HttpServer:
         self._server.should_exit = True
         self._thread.join(timeout_s)
         self.workers.shutdown(wait=False, cancel_futures=True)
+
+
+def _checking_common_name(expected: str) -> type[HttpToolsProtocol]:
+    """uvicorn's protocol, closing connections whose client certificate's
+    common name is not `expected`. Python's ssl has no hook to refuse it
+    inside the handshake; the connection is made only once the handshake is
+    done, so nothing is read from such a client."""
+
+    class Checked(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            name = tls.common_name(transport.get_extra_info("peercert"))
+            if name != expected:
+                log.warning("refusing an HTTPS client whose certificate names %r", name)
+                transport.close()
+
+    return Checked

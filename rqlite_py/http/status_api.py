@@ -53,7 +53,7 @@ def node_object(store: Store, node_id: str, timeout_s: float = 5.0) -> dict[str,
     error = ""
     api_addr = ""
     if is_self:
-        api_addr = f"http://{store.cfg.http_addr}"
+        api_addr = store.cluster.api_addr
         reachable = store.driver.fatal is None
     else:
         try:
@@ -105,7 +105,7 @@ def status_document(store: Store, *, auth: bool = False) -> dict[str, object]:
     db_size = _size(store.db_path)
     return {
         "build": {"version": f"v{__version__}", "compiler": sys.implementation.name},
-        "cluster": {"addr": store.cfg.raft_addr, "api_addr": f"http://{store.cfg.http_addr}"},
+        "cluster": {"addr": store.cfg.raft_addr, "api_addr": store.cluster.api_addr},
         "disco": {"mode": ""},
         "extensions": {"names": []},
         "http": {

@@ -61,10 +61,12 @@ class Node:
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.session = requests.Session()
+        self.scheme = "http"
+        """https for a node started with -http-cert (set session.verify too)."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     def args(self) -> list[str]:
         return [

@@ -1,0 +1,84 @@
+"""A 3-node cluster with node-to-node TLS (mutual verification) and HTTPS
+with client certificates, as real processes; a node whose certificate the
+cluster's CA did not sign cannot join."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import requests
+
+from tests.certs import Authority
+from tests.system.node import FAST, LocalCluster, Node
+
+
+def secure_node(tmp_path: Path, ca: Authority, name: str, *extra: str) -> Node:
+    files = ca.issue(tmp_path / "certs" / name, name)
+    node = Node(
+        tmp_path / name,
+        *FAST,
+        "-node-cert",
+        files.cert,
+        "-node-key",
+        files.key,
+        "-node-ca-cert",
+        ca.path,
+        "-node-verify-client",
+        "-http-cert",
+        files.cert,
+        "-http-key",
+        files.key,
+        "-http-ca-cert",
+        ca.path,
+        "-http-verify-client",
+        *extra,
+        node_id=name,
+    )
+    node.scheme = "https"
+    node.session.trust_env = False  # else REQUESTS_CA_BUNDLE wins over `verify`
+    node.session.verify = ca.path
+    node.session.cert = (files.cert, files.key)
+    return node
+
+
+def test_a_cluster_over_tls_replicates_forwards_and_refuses_strangers(tmp_path: Path) -> None:
+    ca = Authority.create(tmp_path / "ca")
+    first = secure_node(tmp_path, ca, "n1")
+    others = [
+        secure_node(tmp_path, ca, name, "-join", f"127.0.0.1:{first.raft_port}")
+        for name in ("n2", "n3")
+    ]
+    cluster = LocalCluster.of([first, *others])
+    rogue = Authority.create(tmp_path / "rogue", "rogue CA")
+    stranger = secure_node(
+        tmp_path, rogue, "n4", "-join", f"127.0.0.1:{first.raft_port}", "-join-attempts", "1"
+    )
+    try:
+        cluster.start()
+        leader = cluster.leader()
+        follower = next(n for n in cluster.nodes if n is not leader)
+        # Forwarded from the follower to the leader's HTTPS API, with its certificate.
+        follower.execute("CREATE TABLE t(x)", ["INSERT INTO t VALUES(?)", 42])
+        for n in cluster.nodes:
+            got = n.query("SELECT x FROM t", "?level=strong")["results"][0]["values"]
+            assert got == [[42]]
+        nodes = leader.get("/nodes").json()
+        assert all(v["api_addr"].startswith("https://") for v in nodes.values())
+        assert all(v["reachable"] for v in nodes.values())
+        # No client certificate: no answer.
+        try:
+            requests.get(leader.url + "/status", verify=ca.path, timeout=10)
+            raise AssertionError("served a client without a certificate")
+        except requests.exceptions.RequestException:
+            pass
+
+        stranger.start(wait=False)
+        assert stranger.proc is not None
+        assert stranger.proc.wait(60) != 0
+        assert "failed to join" in stranger.logs()
+        assert len(leader.get("/nodes").json()) == 3
+        assert "TLS handshake failed" in first.logs()
+    finally:
+        stranger.stop()
+        for n in cluster.nodes:
+            n.stop()
