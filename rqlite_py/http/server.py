@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import ssl
 import threading
@@ -30,6 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -46,6 +48,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 KEEP_ALIVE_S = 75  # clients keep pooled connections; Go's server keeps them too
+MAX_HEADER_BYTES = 1 << 20  # Go's http.DefaultMaxHeaderBytes
+HEADER_TIMEOUT_S = 10.0
+"""A request's line and headers must arrive within this (slowloris)."""
+BODY_IDLE_S = 30.0
+"""A body may pause this long between chunks, no longer."""
+SWEEP_S = 1.0
 _DONE = object()
 
 
@@ -172,7 +180,7 @@ class HttpServer:
         config = uvicorn.Config(
             Asgi(app, self.workers),
             loop="uvloop",
-            http=_checking_common_name(client_common_name) if client_common_name else "httptools",
+            http=_protocol(client_common_name),
             lifespan="off",
             access_log=False,
             log_level="warning",
@@ -206,18 +214,85 @@ class HttpServer:
         self.workers.shutdown(wait=False, cancel_futures=True)
 
 
-def _checking_common_name(expected: str) -> type[HttpToolsProtocol]:
-    """uvicorn's protocol, closing connections whose client certificate's
-    common name is not `expected`. Python's ssl has no hook to refuse it
-    inside the handshake; the connection is made only once the handshake is
-    done, so nothing is read from such a client."""
+def _protocol(client_common_name: str) -> type[HttpToolsProtocol]:
+    """uvicorn's protocol, with limits it lacks: headers of at most
+    MAX_HEADER_BYTES, which must arrive within HEADER_TIMEOUT_S, and a body
+    that must keep moving (BODY_IDLE_S between chunks). A connection that
+    breaks them is answered 400 (too large) or closed (too slow): slow
+    clients cannot hold connections, nor large headers memory, for ever.
+    With `client_common_name`, a client whose certificate names anyone else
+    is disconnected once the handshake is done: Python's ssl has no hook to
+    refuse it inside the handshake, and nothing is read from it."""
 
-    class Checked(HttpToolsProtocol):
+    class Protocol(HttpToolsProtocol):
+        _deadline = math.inf
+        _header_bytes = 0
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            name = tls.common_name(transport.get_extra_info("peercert"))
-            if name != expected:
-                log.warning("refusing an HTTPS client whose certificate names %r", name)
-                transport.close()
+            self._deadline = self.loop.time() + HEADER_TIMEOUT_S  # the first request's headers
+            _watch(self.loop, self.server_state)
+            if client_common_name:
+                name = tls.common_name(transport.get_extra_info("peercert"))
+                if name != client_common_name:
+                    log.warning("refusing an HTTPS client whose certificate names %r", name)
+                    transport.close()
 
-    return Checked
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._header_bytes = 0
+            self._deadline = self.loop.time() + HEADER_TIMEOUT_S
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value))
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            self._deadline = self.loop.time() + BODY_IDLE_S
+
+        def on_body(self, body: bytes) -> None:
+            super().on_body(body)
+            self._deadline = self.loop.time() + BODY_IDLE_S
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._deadline = math.inf  # the app's turn; then uvicorn's keep-alive timeout
+
+        def _count(self, n: int) -> None:
+            self._header_bytes += n
+            if self._header_bytes > MAX_HEADER_BYTES:
+                # httptools answers a callback's error as a bad request: 400, closed.
+                raise httptools.HttpParserCallbackError("request headers too large")
+
+        def expired(self, now: float) -> bool:
+            return now > self._deadline
+
+    return Protocol
+
+
+def _watch(loop: asyncio.AbstractEventLoop, state: Any) -> None:
+    """Once per server: every second, close the connections that are past
+    their deadline (a sweep costs one float per request, where a timer per
+    request would cost a heap operation each). `state` is uvicorn's
+    ServerState, which holds the server's connections."""
+    if getattr(state, "rqlite_sweeping", False):
+        return
+    state.rqlite_sweeping = True
+    connections = state.connections
+
+    def sweep() -> None:
+        now = loop.time()
+        for conn in list(connections):
+            expired = getattr(conn, "expired", None)
+            if expired is not None and expired(now) and not conn.transport.is_closing():
+                log.info("closing a slow HTTP connection from %s", conn.client)
+                conn.transport.close()
+        if not loop.is_closed():
+            loop.call_later(SWEEP_S, sweep)
+
+    loop.call_later(SWEEP_S, sweep)

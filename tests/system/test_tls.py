@@ -4,10 +4,14 @@ cluster's CA did not sign cannot join."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from pathlib import Path
 
 import requests
 
+from rqlite_py import wire
+from rqlite_py.raft.types import Message, MsgType, NodeId, Term
 from tests.certs import Authority
 from tests.system.node import FAST, LocalCluster, Node
 
@@ -78,6 +82,19 @@ def test_a_cluster_over_tls_replicates_forwards_and_refuses_strangers(tmp_path: 
         assert "failed to join" in stranger.logs()
         assert len(leader.get("/nodes").json()) == 3
         assert "TLS handshake failed" in first.logs()
+
+        # A peer without credentials claiming a far higher term, in the clear.
+        term = leader.get("/status").json()["store"]["raft"]["term"]
+        forged = Message(MsgType.APPEND, NodeId("n2"), NodeId(leader.node_id), Term(term + 1000))
+        with socket.create_connection(("127.0.0.1", leader.raft_port), 5) as s:
+            s.sendall(wire.PREAMBLE + wire.frame(wire.KIND_RAFT, wire.encode_message(forged)))
+            s.settimeout(10)
+            with contextlib.suppress(ConnectionError):
+                while s.recv(1 << 16):
+                    pass
+        follower.execute(["INSERT INTO t VALUES(?)", 43])
+        raft = leader.get("/status").json()["store"]["raft"]
+        assert raft["state"] == "Leader" and raft["term"] == term
     finally:
         stranger.stop()
         for n in cluster.nodes:

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""The fuzz targets of tests/fuzz_targets.py, run longer than CI runs them.
+
+    python scripts/fuzz.py [--examples 20000] [--seed N] [--only frames,bodies,...]
+
+Each target gets --examples inputs from hypothesis (fresh ones unless
+--seed is given); the table says how many were tried, how long it took and
+whether any failed. A failure prints hypothesis's smallest failing input
+and the command that reproduces it. Exit status 1 if any target failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
+
+from tests import fuzz_targets as ft  # noqa: E402
+
+
+def _app_client(where: str) -> Any:
+    from rqlite_py.http.app import create_app
+    from rqlite_py.raft.types import NodeId
+    from rqlite_py.store import Store, StoreConfig
+    from tests.app_client import AppClient
+    from tests.system.node import free_port
+
+    store = Store(
+        StoreConfig(
+            data_dir=where,
+            node_id=NodeId("n1"),
+            raft_addr=f"127.0.0.1:{free_port()}",
+            http_addr="127.0.0.1:4001",
+            apply_timeout_s=2.0,
+        )
+    )
+    store.open()
+    deadline = time.monotonic() + 10
+    while not store.is_ready():
+        if time.monotonic() > deadline:
+            raise SystemExit("the store never became ready")
+        time.sleep(0.01)
+    client = AppClient(create_app(store, max_body_bytes=1 << 16))
+    client.post("/db/execute", data='["CREATE TABLE t(x)"]', content_type="application/json")
+    return client
+
+
+def _counting(check: Callable[[Any], None], tried: list[int]) -> Callable[[Any], None]:
+    def run(x: Any) -> None:
+        tried[0] += 1
+        check(x)
+
+    return run
+
+
+def targets(client: Any) -> dict[str, tuple[Any, Callable[[Any], None]]]:
+    return {
+        "frames": (ft.frame_streams(), ft.frames),
+        "bodies": (ft.bodies(), ft.body_parsing),
+        "params": (ft.query_args(), ft.parameter_parsing),
+        "sql": (ft.sql_texts(), ft.sql_ingress),
+        "requests": (ft.requests_(), lambda r: ft.http_request(client, r)),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--examples", type=int, default=20_000)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--only", default="")
+    a = ap.parse_args()
+    only = {x for x in a.only.split(",") if x}
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="rqpy-fuzz-") as where:
+        client = _app_client(where)
+        print(f"{'target':10} {'inputs':>9} {'seconds':>8}  result")
+        for name, (strategy, check) in targets(client).items():
+            if only and name not in only:
+                continue
+            tried = [0]
+            test = settings(
+                max_examples=a.examples,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )(given(strategy)(_counting(check, tried)))
+            if a.seed is not None:
+                test = seed(a.seed)(test)
+            t0 = time.monotonic()
+            try:
+                test()
+                result = "ok"
+            except Exception:  # noqa: BLE001 - reported, then the next target runs
+                failed += 1
+                result = "FAILED (above)"
+                traceback.print_exc()
+                print(f"reproduce: python scripts/fuzz.py --only {name} --seed {a.seed}")
+            print(f"{name:10} {tried[0]:9,} {time.monotonic() - t0:8.1f}  {result}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
