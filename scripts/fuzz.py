@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 
 from tests import fuzz_targets as ft  # noqa: E402
+from tests.system.node import Node  # noqa: E402
 
 
 def _app_client(where: str) -> Any:
@@ -62,13 +63,18 @@ def _counting(check: Callable[[Any], None], tried: list[int]) -> Callable[[Any],
     return run
 
 
-def targets(client: Any) -> dict[str, tuple[Any, Callable[[Any], None]]]:
+Target = tuple[Any, Callable[[Any], None]]
+"""A hypothesis strategy and the check each of its inputs must pass."""
+
+
+def targets(client: Any, node_addr: tuple[str, int]) -> dict[str, Target]:
     return {
         "frames": (ft.frame_streams(), ft.frames),
         "bodies": (ft.bodies(), ft.body_parsing),
         "params": (ft.query_args(), ft.parameter_parsing),
         "sql": (ft.sql_texts(), ft.sql_ingress),
         "requests": (ft.requests_(), lambda r: ft.http_request(client, r)),
+        "http-wire": (ft.raw_http(), lambda data: ft.http_wire(node_addr, data)),
     }
 
 
@@ -81,9 +87,11 @@ def main() -> int:
     only = {x for x in a.only.split(",") if x}
     failed = 0
     with tempfile.TemporaryDirectory(prefix="rqpy-fuzz-") as where:
-        client = _app_client(where)
+        client = _app_client(where + "/app")
+        # http-wire: a real node, started as a user starts one, for its HTTP parser.
+        node = Node(Path(where) / "node").start()
         print(f"{'target':10} {'inputs':>9} {'seconds':>8}  result")
-        for name, (strategy, check) in targets(client).items():
+        for name, (strategy, check) in targets(client, ("127.0.0.1", node.http_port)).items():
             if only and name not in only:
                 continue
             tried = [0]
@@ -105,6 +113,11 @@ def main() -> int:
                 traceback.print_exc()
                 print(f"reproduce: python scripts/fuzz.py --only {name} --seed {a.seed}")
             print(f"{name:10} {tried[0]:9,} {time.monotonic() - t0:8.1f}  {result}", flush=True)
+        alive = node.proc is not None and node.proc.poll() is None
+        if not alive or "Traceback" in node.logs():
+            print(f"the node behind http-wire died or logged a traceback:\n{node.logs()}")
+            failed += 1
+        node.stop()
     return 1 if failed else 0
 
 

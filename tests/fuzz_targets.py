@@ -297,3 +297,55 @@ def http_request(client: Any, request: tuple[str, str, str, bytes, str]) -> None
     target = path + (f"?{query}" if query else "")
     r = client.open(method, target, data=data, content_type=content_type)
     assert r.status_code in _ALLOWED, (r.status_code, target, r.data[:300])
+
+
+# --- raw bytes to a node's HTTP port (its HTTP parser) -------------------------------------
+
+
+@st.composite
+def raw_http(draw: Callable[..., Any]) -> bytes:
+    """A request as bytes, then cut, flipped or spliced; or random bytes."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=200))
+    method = draw(st.sampled_from([b"GET", b"POST", b"DELETE", b"OPTIONS", b"G\x00T", b""]))
+    path = draw(st.sampled_from([b"/db/execute", b"/db/query?q=SELECT%201", b"/status", b"*"]))
+    data = draw(bodies())
+    headers = [b"Host: x", b"Content-Type: application/json"]
+    length = draw(st.sampled_from([len(data), 0, len(data) + 5, -1, 2**40]))
+    headers.append(b"Content-Length: %d" % length)
+    if draw(st.booleans()):
+        headers.append(b"Transfer-Encoding: chunked")
+    raw = bytearray(method + b" " + path + b" HTTP/1.1\r\n" + b"\r\n".join(headers) + b"\r\n\r\n")
+    raw += data
+    for _ in range(draw(st.integers(0, 3))):
+        if not raw:
+            break
+        i = draw(st.integers(0, len(raw) - 1))
+        op = draw(st.sampled_from(["flip", "cut", "insert"]))
+        if op == "flip":
+            raw[i] ^= 1 << draw(st.integers(0, 7))
+        elif op == "cut":
+            del raw[i:]
+        else:
+            raw[i:i] = draw(st.sampled_from([b"\r\n", b"\x00", b":", b" ", b"\xff"]))
+    return bytes(raw)
+
+
+def http_wire(addr: tuple[str, int], data: bytes) -> None:
+    """Bytes, then end of stream: the node answers with an HTTP response
+    that is not a 500, or closes the connection; it never hangs."""
+    import socket
+
+    with socket.create_connection(addr, 10) as s:
+        s.settimeout(10)
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := s.recv(1 << 16):
+                reply += chunk
+        except ConnectionError:
+            return  # reset: the node dropped it
+    if reply:
+        assert reply.startswith(b"HTTP/1.1 "), reply[:100]
+        assert not reply.startswith(b"HTTP/1.1 500"), reply[:300]

@@ -239,3 +239,28 @@ def test_a_bad_certificate_file_is_a_clear_error(tmp_path: Path, ca: Authority) 
     with pytest.raises(tls.TlsError, match="cannot load CA certificate"):
         tls.server_context(tls.Identity(*_files(files)), str(tmp_path / "missing-ca.pem"))
     assert isinstance(tls.client_context(None), ssl.SSLContext)
+
+
+def test_a_node_serves_a_renewed_https_certificate_without_restarting(
+    tmp_path: Path, ca: Authority
+) -> None:
+    live = Files(str(tmp_path / "live.crt"), str(tmp_path / "live.key"))
+    first = ca.issue(tmp_path / "v1", "api", serial=1001)
+    shutil.copy(first.cert, live.cert)
+    shutil.copy(first.key, live.key)
+    node = Node(tmp_path / "n1", "-http-cert", live.cert, "-http-key", live.key)
+    node.scheme = "https"
+    node.session.trust_env = False
+    node.session.verify = ca.path
+    node.start()
+    try:
+        addr = f"127.0.0.1:{node.http_port}"
+        assert _served_serial(addr, ca) == 1001
+        second = ca.issue(tmp_path / "v2", "api", serial=2002)
+        shutil.copy(second.key, live.key)
+        shutil.copy(second.cert, live.cert)
+        wait_for("the renewed certificate", lambda: _served_serial(addr, ca) == 2002, 20)
+        assert node.get("/readyz").status_code == 200
+        assert "reloaded certificate" in node.logs()
+    finally:
+        node.stop()

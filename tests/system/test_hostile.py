@@ -14,9 +14,11 @@ import struct
 from pathlib import Path
 
 import requests
+from hypothesis import given, settings
 
 from rqlite_py import wire
 from rqlite_py.http.server import HEADER_TIMEOUT_S
+from tests import fuzz_targets as ft
 from tests.system.node import Node, wait_for
 
 
@@ -140,5 +142,27 @@ def test_garbage_on_the_raft_port_is_dropped_and_the_node_keeps_serving(tmp_path
         assert rss_mb(node.proc.pid) < 200
         # The HTTP port was never confused with it.
         assert requests.get(node.url + "/readyz", timeout=5).status_code == 200
+    finally:
+        node.stop()
+
+
+def test_random_bytes_to_the_http_port_never_break_the_node(tmp_path: Path) -> None:
+    """tests/fuzz_targets.raw_http through the node's real HTTP parser."""
+    node = Node(tmp_path / "n1").start()
+    assert node.proc is not None
+    try:
+        node.execute("CREATE TABLE t(x)")
+        addr = ("127.0.0.1", node.http_port)
+
+        @settings(max_examples=150, derandomize=True, deadline=None, database=None)
+        @given(ft.raw_http())
+        def fuzz(data: bytes) -> None:
+            ft.http_wire(addr, data)
+
+        fuzz()
+        [[before]] = node.query("SELECT count(*) FROM t")["results"][0]["values"]
+        node.execute(["INSERT INTO t VALUES(1)"])
+        assert node.query("SELECT count(*) FROM t")["results"][0]["values"] == [[before + 1]]
+        assert "Traceback" not in node.logs()
     finally:
         node.stop()
