@@ -150,7 +150,7 @@ class CredentialStore:
     def parse(cls, data: bytes | str, where: str = "auth file") -> CredentialStore:
         try:
             entries = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, RecursionError) as e:
             raise AuthFileError(f"{where} is not valid JSON: {e}") from e
         if not isinstance(entries, list):
             raise AuthFileError(f"{where} must hold a JSON array of users")

@@ -389,7 +389,7 @@ class Driver:
         """Snapshot now (POST /snapshot); completes with the snapshot's index,
         or 0 when nothing was applied since the last one."""
         fut: Future[int] = Future()
-        keep = self.trailing_logs if trailing_logs is None else trailing_logs
+        keep = max(0, self.trailing_logs if trailing_logs is None else trailing_logs)
 
         def do() -> None:
             self._wait_for_snapshot_copy()

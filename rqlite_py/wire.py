@@ -112,9 +112,10 @@ def encode_message(m: Message) -> bytes:
 def decode_message(buf: bytes) -> Message:
     try:
         return _decode(memoryview(buf))
-    except (struct.error, IndexError, KeyError, TypeError, ValueError) as e:
+    except (struct.error, IndexError, KeyError, TypeError, ValueError, RecursionError) as e:
         if isinstance(e, WireError):
             raise
+        # RecursionError: a configuration in a snapshot message nested too deep.
         raise WireError(f"bad Raft message: {e}") from e
 
 

@@ -20,7 +20,16 @@ from hypothesis import strategies as st
 
 from rqlite_py import command, sql, wire
 from rqlite_py.http import body, params
-from rqlite_py.raft.types import Entry, Index, Message, MsgType, NodeId, Term
+from rqlite_py.raft.types import (
+    ConfState,
+    Entry,
+    Index,
+    Message,
+    MsgType,
+    NodeId,
+    SnapshotMeta,
+    Term,
+)
 
 # --- the Raft port's frames -------------------------------------------------------
 
@@ -69,6 +78,10 @@ def _message(draw: Callable[..., Any]) -> Message:
         for i in range(n)
     )
     snapshot = None
+    if draw(st.booleans()):
+        voters = draw(st.lists(st.sampled_from(["n1", "n2", "n3"]), max_size=3, unique=True))
+        conf = ConfState.of(voters, addrs={v: "127.0.0.1:1" for v in voters})
+        snapshot = SnapshotMeta(Index(draw(st.integers(0, 99))), Term(1), conf)
     return Message(
         draw(st.sampled_from(list(MsgType))),
         NodeId(draw(st.sampled_from(["n1", "n2", "é"]))),
@@ -292,11 +305,14 @@ def requests_(draw: Callable[..., Any]) -> tuple[str, str, str, bytes, str]:
 
 
 def http_request(client: Any, request: tuple[str, str, str, bytes, str]) -> None:
-    """Any request gets one of rqlite's statuses, never a 500."""
+    """Any request gets one of rqlite's statuses, never a 500, and leaves
+    the node's Raft loop running."""
     method, path, query, data, content_type = request
     target = path + (f"?{query}" if query else "")
     r = client.open(method, target, data=data, content_type=content_type)
     assert r.status_code in _ALLOWED, (r.status_code, target, r.data[:300])
+    fatal = client.app.ctx.store.driver.fatal
+    assert fatal is None, (target, fatal)
 
 
 # --- raw bytes to a node's HTTP port (its HTTP parser) -------------------------------------

@@ -50,16 +50,10 @@ class App:
         worker)."""
         if len(req.body) > self.ctx.max_body_bytes:
             return None
-        auth = self.ctx.auth
-        if auth is not None:
-            # A password to check against an scrypt hash takes a worker;
-            # a refusal too (handle answers it).
-            user, password = basic_credentials(req.headers.get("authorization"))
-            if not auth.allowed_quickly(user, password):
-                return None
+        if self.ctx.auth is not None:
             route = self._routes.get(req.path, {}).get(req.method)
-            if route is None or not auth.allowed(user, password, *route.perms):
-                return None
+            if route is None or not self._allowed(req, route, on_loop=True):
+                return None  # a worker answers it: 401, or after an scrypt check
         if req.path == "/db/execute":
             req.endpoint = db_api.execute.__name__
             return db_api.begin_execute(self.ctx, req)
@@ -107,13 +101,22 @@ class App:
         route = methods.get(req.method)
         if route is None:
             raise HttpError(405)
-        auth = self.ctx.auth
-        if auth is not None:
-            user, password = basic_credentials(req.headers.get("authorization"))
-            if not auth.allowed(user, password, *route.perms):
-                raise HttpError(401)
+        if not self._allowed(req, route):
+            raise HttpError(401)
         req.endpoint = route.handler.__name__
         return route.handler(self.ctx, req)
+
+    def _allowed(self, req: Request, route: Route, *, on_loop: bool = False) -> bool:
+        """With -auth, may this client use `route`? On the event loop, a
+        password that needs an scrypt check (~50 ms) counts as not allowed:
+        the worker that answers the request checks it."""
+        auth = self.ctx.auth
+        if auth is None:
+            return True
+        user, password = basic_credentials(req.headers.get("authorization"))
+        if on_loop and not auth.allowed_quickly(user, password):
+            return False
+        return auth.allowed(user, password, *route.perms)
 
 
 def create_app(

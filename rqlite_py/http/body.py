@@ -36,11 +36,17 @@ def parse_text(body: bytes) -> list[Statement]:
         raise BodyError("invalid UTF-8 in request body") from e
 
 
-def parse_json(body: bytes) -> Statements:
+def load_json(body: bytes) -> object:
+    """Any JSON value, or BodyError; nesting too deep for Python's parser
+    (RecursionError) is invalid JSON like any other."""
     try:
-        obj = json.loads(body)
+        return json.loads(body)
     except (ValueError, RecursionError) as e:
         raise BodyError("invalid JSON body") from e
+
+
+def parse_json(body: bytes) -> Statements:
+    obj = load_json(body)
     if not isinstance(obj, list):
         raise BodyError("invalid request")
     if not obj:

@@ -3,12 +3,11 @@ user-requested snapshots (POST /snapshot) and reaping (POST /reap)."""
 
 from __future__ import annotations
 
-import json
 import time
 
 from ..raft.types import NONE, NodeId
 from . import params
-from .body import BodyError
+from .body import BodyError, load_json
 from .messages import Reply, Request
 from .responses import empty, json_obj, text
 from .routing import Context, Route
@@ -22,10 +21,7 @@ def transfer_leadership(ctx: Context, req: Request) -> Reply:
     target = NONE
     data = req.body
     if data.strip():
-        try:
-            obj = json.loads(data)
-        except ValueError as e:
-            raise BodyError("invalid JSON body") from e
+        obj = load_json(data)
         if not isinstance(obj, dict) or not isinstance(obj.get("id", ""), str):
             raise BodyError("invalid request")
         target = NodeId(obj.get("id", ""))
@@ -52,10 +48,7 @@ def reap(ctx: Context, req: Request) -> Reply:
 
 def remove(ctx: Context, req: Request) -> Reply:
     """Remove a node from the cluster: exactly `{"id": "<node id>"}`."""
-    try:
-        obj = json.loads(req.body)
-    except ValueError as e:
-        raise BodyError("invalid JSON body") from e
+    obj = load_json(req.body)
     if not isinstance(obj, dict) or set(obj) != {"id"} or not isinstance(obj["id"], str):
         raise BodyError('body must be exactly {"id": "<node id>"}')
     ctx.store.remove(NodeId(obj["id"]))

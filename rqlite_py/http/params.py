@@ -110,6 +110,11 @@ def parse(args: Mapping[str, str]) -> QueryParams:
                 ints[k] = int(args[k])
             except ValueError as e:
                 raise ParamError(f"{k} is not a valid integer") from e
+            if ints[k] < 0:
+                # A count (rqlite's are unsigned): a negative trailing_logs
+                # once asked the log to compact past its end, which stopped
+                # the Raft loop (found by scripts/fuzz.py).
+                raise ParamError(f"{k} must not be negative")
     if "freshness_strict" in args and "freshness" not in args:
         raise ParamError("freshness_strict requires freshness")
     if "q" in args and not args["q"]:
