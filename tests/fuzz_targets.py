@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import socket
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,7 @@ from rqlite_py.raft.types import (
     SnapshotMeta,
     Term,
 )
+from rqlite_py.transport import read_frame
 
 # --- the Raft port's frames -------------------------------------------------------
 
@@ -51,8 +53,6 @@ class BytesSocket:
 def frames(data: bytes) -> int:
     """Read frames off `data` as the transport does, decoding each payload
     as its kind says. Only WireError may refuse them. Returns frames read."""
-    from rqlite_py.transport import read_frame
-
     sock = BytesSocket(data)
     count = 0
     try:
@@ -350,8 +350,6 @@ def raw_http(draw: Callable[..., Any]) -> bytes:
 def http_wire(addr: tuple[str, int], data: bytes) -> None:
     """Bytes, then end of stream: the node answers with an HTTP response
     that is not a 500, or closes the connection; it never hangs."""
-    import socket
-
     with socket.create_connection(addr, 10) as s:
         s.settimeout(10)
         try:
