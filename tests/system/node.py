@@ -89,7 +89,11 @@ class Node:
         self.proc = subprocess.Popen(self.args(), cwd=ROOT, stdout=log, stderr=log)
         log.close()
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop()  # a node that never became ready must not outlive its test
+                raise
         return self
 
     def wait_ready(self, timeout_s: float = 20.0) -> None:
@@ -165,12 +169,17 @@ class LocalCluster:
         return c
 
     def start(self) -> LocalCluster:
-        self.nodes[0].start()
-        for n in self.nodes[1:]:
-            n.start(wait=False)
-        for n in self.nodes:
-            n.wait_ready()
-        self.wait_members(len(self.nodes))
+        try:
+            self.nodes[0].start()
+            for n in self.nodes[1:]:
+                n.start(wait=False)
+            for n in self.nodes:
+                n.wait_ready()
+            self.wait_members(len(self.nodes))
+        except BaseException:
+            for n in self.nodes:  # none may outlive a test that failed to start them
+                n.stop()
+            raise
         return self
 
     def wait_members(self, count: int, timeout_s: float = 30.0) -> None:
