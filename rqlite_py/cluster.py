@@ -103,7 +103,8 @@ class Cluster:
                 cached = self._meta.get(raft_addr)
             if cached is not None:
                 return cached
-        answer = self.call(raft_addr, {"op": "meta"}, timeout_s)
+        # Metadata needs no permission: no password on these frequent calls.
+        answer = call(raft_addr, {"op": "meta"}, timeout_s, self.node_tls)
         if "error" in answer:
             raise TransportError(str(answer["error"]))
         m = NodeMeta(

@@ -28,33 +28,6 @@ from tests import fuzz_targets as ft  # noqa: E402
 from tests.system.node import Node  # noqa: E402
 
 
-def _app_client(where: str) -> Any:
-    from rqlite_py.http.app import create_app
-    from rqlite_py.raft.types import NodeId
-    from rqlite_py.store import Store, StoreConfig
-    from tests.app_client import AppClient
-    from tests.system.node import free_port
-
-    store = Store(
-        StoreConfig(
-            data_dir=where,
-            node_id=NodeId("n1"),
-            raft_addr=f"127.0.0.1:{free_port()}",
-            http_addr="127.0.0.1:4001",
-            apply_timeout_s=2.0,
-        )
-    )
-    store.open()
-    deadline = time.monotonic() + 10
-    while not store.is_ready():
-        if time.monotonic() > deadline:
-            raise SystemExit("the store never became ready")
-        time.sleep(0.01)
-    client = AppClient(create_app(store, max_body_bytes=1 << 16))
-    client.post("/db/execute", data='["CREATE TABLE t(x)"]', content_type="application/json")
-    return client
-
-
 def _counting(check: Callable[[Any], None], tried: list[int]) -> Callable[[Any], None]:
     def run(x: Any) -> None:
         tried[0] += 1
@@ -87,7 +60,7 @@ def main() -> int:
     only = {x for x in a.only.split(",") if x}
     failed = 0
     with tempfile.TemporaryDirectory(prefix="rqpy-fuzz-") as where:
-        client = _app_client(where + "/app")
+        client, store = ft.fuzz_app(where + "/app")
         # http-wire: a real node, started as a user starts one, for its HTTP parser.
         node = Node(Path(where) / "node").start()
         print(f"{'target':10} {'inputs':>9} {'seconds':>8}  result")
@@ -118,6 +91,7 @@ def main() -> int:
             print(f"the node behind http-wire died or logged a traceback:\n{node.logs()}")
             failed += 1
         node.stop()
+        store.close()
     return 1 if failed else 0
 
 

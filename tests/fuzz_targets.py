@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from rqlite_py import command, sql, wire
 from rqlite_py.http import body, params
+from rqlite_py.http.app import create_app
 from rqlite_py.raft.types import (
     ConfState,
     Entry,
@@ -31,7 +32,10 @@ from rqlite_py.raft.types import (
     SnapshotMeta,
     Term,
 )
+from rqlite_py.store import Store, StoreConfig
 from rqlite_py.transport import read_frame
+from tests.app_client import AppClient
+from tests.system.node import free_port, wait_for
 
 # --- the Raft port's frames -------------------------------------------------------
 
@@ -302,6 +306,25 @@ def requests_(draw: Callable[..., Any]) -> tuple[str, str, str, bytes, str]:
     query = "&".join(f"{k}={v}" if v else k for k, v in args.items())
     content_type = draw(st.sampled_from(["application/json", "text/plain", ""]))
     return method, path, query, draw(bodies()), content_type
+
+
+def fuzz_app(where: str) -> tuple[AppClient, Store]:
+    """A single-node store in `where` behind the application (no server),
+    with a table t, for the requests target; the caller closes the store."""
+    store = Store(
+        StoreConfig(
+            data_dir=where,
+            node_id=NodeId("n1"),
+            raft_addr=f"127.0.0.1:{free_port()}",
+            http_addr="127.0.0.1:4001",
+            apply_timeout_s=2.0,
+        )
+    )
+    store.open()
+    wait_for("the fuzzed store ready", store.is_ready, 10)
+    client = AppClient(create_app(store, max_body_bytes=1 << 16))
+    client.post("/db/execute", data='["CREATE TABLE t(x)"]', content_type="application/json")
+    return client, store
 
 
 def http_request(client: Any, request: tuple[str, str, str, bytes, str]) -> None:

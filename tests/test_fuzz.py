@@ -5,19 +5,15 @@ run with fresh seeds: python scripts/fuzz.py."""
 from __future__ import annotations
 
 import struct
-import time
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from rqlite_py import wire
-from rqlite_py.http.app import create_app
 from rqlite_py.raft.types import ConfState, Index, Message, MsgType, NodeId, SnapshotMeta, Term
-from rqlite_py.store import Store, StoreConfig
 from tests import fuzz_targets as ft
 from tests.app_client import AppClient
-from tests.system.node import free_port
 
 SHORT = settings(
     max_examples=300,
@@ -54,23 +50,7 @@ def test_sql_at_ingress(text: str) -> None:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppClient]:
-    path = tmp_path_factory.mktemp("fuzz")
-    store = Store(
-        StoreConfig(
-            data_dir=str(path / "node"),
-            node_id=NodeId("n1"),
-            raft_addr=f"127.0.0.1:{free_port()}",
-            http_addr="127.0.0.1:4001",
-            apply_timeout_s=2.0,
-        )
-    )
-    store.open()
-    deadline = time.monotonic() + 10
-    while not store.is_ready():
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    app = AppClient(create_app(store, max_body_bytes=1 << 16))
-    app.post("/db/execute", data='["CREATE TABLE t(x)"]', content_type="application/json")
+    app, store = ft.fuzz_app(str(tmp_path_factory.mktemp("fuzz") / "node"))
     yield app
     store.close()
 

@@ -194,10 +194,7 @@ def https_node(tmp_path: Path, ca: Authority, *extra: str) -> Node:
         ca.path,
         *extra,
     )
-    node.scheme = "https"
-    node.session.trust_env = False  # else REQUESTS_CA_BUNDLE wins over `verify`
-    node.session.verify = ca.path
-    node.session.cert = _files(ca.issue(tmp_path / "admin", "alice"))
+    node.use_https(ca.path, _files(ca.issue(tmp_path / "admin", "alice")))
     return node.start()
 
 
@@ -249,9 +246,7 @@ def test_a_node_serves_a_renewed_https_certificate_without_restarting(
     shutil.copy(first.cert, live.cert)
     shutil.copy(first.key, live.key)
     node = Node(tmp_path / "n1", "-http-cert", live.cert, "-http-key", live.key)
-    node.scheme = "https"
-    node.session.trust_env = False
-    node.session.verify = ca.path
+    node.use_https(ca.path)
     node.start()
     try:
         addr = f"127.0.0.1:{node.http_port}"

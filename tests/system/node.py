@@ -128,6 +128,14 @@ class Node:
         if self.proc is not None:
             stop_process(self.proc)
 
+    def use_https(self, ca_cert: str, client_cert: tuple[str, str] | None = None) -> None:
+        """For a node started with -http-cert: its URL and this test's
+        session speak HTTPS, trusting `ca_cert` and showing `client_cert`."""
+        self.scheme = "https"
+        self.session.trust_env = False  # else REQUESTS_CA_BUNDLE wins over `verify`
+        self.session.verify = ca_cert
+        self.session.cert = client_cert
+
     # -- HTTP helpers -----------------------------------------------------------
     def get(self, path: str, **kw: Any) -> requests.Response:
         kw.setdefault("timeout", 15)

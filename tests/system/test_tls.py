@@ -38,10 +38,7 @@ def secure_node(tmp_path: Path, ca: Authority, name: str, *extra: str) -> Node:
         *extra,
         node_id=name,
     )
-    node.scheme = "https"
-    node.session.trust_env = False  # else REQUESTS_CA_BUNDLE wins over `verify`
-    node.session.verify = ca.path
-    node.session.cert = (files.cert, files.key)
+    node.use_https(ca.path, (files.cert, files.key))
     return node
 
 
