@@ -57,6 +57,11 @@ def setup_logging(node_id: str, raft_level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["shell"]:
+        # `rqlite-py shell` is rqlite-py-shell, the interactive client.
+        from .tools import shell
+
+        return shell.main(args[1:])
     try:
         cfg, warnings = config.parse_args(args)
     except config.HelpRequested as h:

@@ -1,0 +1,170 @@
+"""The HTTP client the shell, backup and restore tools share: one set of
+connection options (rqlite's CLI flags: host, port, scheme, user, TLS),
+one error type, and moving to another node when the one in use is lost.
+
+A follower forwards writes and reads to the leader, so any live node
+serves; the client still prefers the leader (one hop less) and, when its
+node stops answering, tries the others it knows of: those given with
+--alternatives and those the cluster reported in /nodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+
+class ClientError(Exception):
+    """A failure to show the operator as it is: no traceback, one line."""
+
+
+@dataclass
+class ConnectionOptions:
+    host: str = "127.0.0.1"
+    port: int = 4001
+    scheme: str = "http"
+    user: str | None = None
+    password: str | None = None
+    ca_cert: str | None = None
+    insecure: bool = False
+    client_cert: str | None = None
+    client_key: str | None = None
+    alternatives: list[str] = field(default_factory=list)
+    """Other nodes' host:port, tried when the first is lost."""
+    timeout_s: float = 30.0
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """rqlite's CLI flags for reaching a node."""
+    parser.add_argument("-H", "--host", default="127.0.0.1", help="node host (127.0.0.1)")
+    parser.add_argument("-p", "--port", type=int, default=4001, help="node HTTP port (4001)")
+    parser.add_argument("-s", "--scheme", choices=("http", "https"), default="http")
+    parser.add_argument("-u", "--user", help="basic auth as user:password")
+    parser.add_argument("-c", "--ca-cert", help="CA certificate that signs the node's")
+    parser.add_argument("-i", "--insecure", action="store_true", help="skip TLS verification")
+    parser.add_argument("-d", "--client-cert", help="client certificate for mutual TLS")
+    parser.add_argument("-k", "--client-key", help="client key for mutual TLS")
+    parser.add_argument(
+        "-a", "--alternatives", default="", help="other nodes to try, host:port,host:port"
+    )
+    parser.add_argument(
+        "-t", "--http-timeout", type=float, default=30.0, help="seconds per request (30)"
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> ConnectionOptions:
+    user = password = None
+    if args.user:
+        user, sep, password = args.user.partition(":")
+        if not sep:
+            raise ClientError("-u/--user takes user:password")
+    if bool(args.client_cert) != bool(args.client_key):
+        raise ClientError("--client-cert and --client-key go together")
+    return ConnectionOptions(
+        host=args.host,
+        port=args.port,
+        scheme=args.scheme,
+        user=user,
+        password=password,
+        ca_cert=args.ca_cert,
+        insecure=args.insecure,
+        client_cert=args.client_cert,
+        client_key=args.client_key,
+        alternatives=[a.strip() for a in args.alternatives.split(",") if a.strip()],
+        timeout_s=args.http_timeout,
+    )
+
+
+class Client:
+    def __init__(self, opts: ConnectionOptions) -> None:
+        self.opts = opts
+        self.nodes: list[str] = [f"{opts.host}:{opts.port}", *opts.alternatives]
+        """Every node known, host:port; the first is the one in use."""
+        self.session = requests.Session()
+        if opts.user is not None:
+            self.session.auth = (opts.user, opts.password or "")
+        if opts.client_cert:
+            self.session.cert = (opts.client_cert, opts.client_key or "")
+        # Passed with every request: requests lets REQUESTS_CA_BUNDLE win
+        # over a session's own setting.
+        self.verify: bool | str = False if opts.insecure else (opts.ca_cert or True)
+
+    @property
+    def current(self) -> str:
+        return self.nodes[0]
+
+    def url(self, path: str, node: str | None = None) -> str:
+        return f"{self.opts.scheme}://{node or self.current}{path}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """One request, to the node in use or, if it cannot be reached, to
+        the next that can (which then stays in use). Any answer, error
+        statuses included, is returned; only unreachability raises."""
+        errors: list[str] = []
+        for node in list(self.nodes):
+            try:
+                resp = self.session.request(
+                    method,
+                    self.url(path, node),
+                    params=params,
+                    timeout=timeout_s or self.opts.timeout_s,
+                    verify=self.verify,
+                    allow_redirects=False,
+                    **kwargs,
+                )
+            except requests.exceptions.SSLError as e:
+                raise ClientError(f"TLS failed with {node}: {e}") from e
+            except (requests.ConnectionError, requests.Timeout) as e:
+                errors.append(f"{node}: {type(e).__name__}")
+                continue
+            if node != self.current:
+                self.nodes.remove(node)
+                self.nodes.insert(0, node)
+            return resp
+        raise ClientError("cannot reach any node (" + "; ".join(errors) + ")")
+
+    def checked(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A request whose non-2xx answer is an error."""
+        resp = self.request(method, path, **kwargs)
+        if resp.status_code == 401:
+            raise ClientError("unauthorized: check -u user:password and its permissions")
+        if resp.status_code >= 300:
+            body = resp.text.strip() or resp.reason
+            raise ClientError(f"{method} {path}: HTTP {resp.status_code}: {body}")
+        return resp
+
+    def discover(self) -> None:
+        """Learn the cluster's other nodes from /nodes, so that a lost
+        node has somewhere to fail over to (the leader first). Best effort: a
+        node that refuses (permissions) or an old server leaves the list
+        as it was."""
+        try:
+            resp = self.request("GET", "/nodes", params={"nonvoters": "", "ver": "2"})
+        except ClientError:
+            return
+        if resp.status_code != 200:
+            return
+        try:
+            found = resp.json().get("nodes", [])
+        except ValueError:
+            return
+        addrs = []
+        for node in sorted(found, key=lambda n: not n.get("leader")):
+            api = str(node.get("api_addr") or "")
+            hostport = api.split("://", 1)[-1].rstrip("/")
+            if hostport and node.get("reachable", True):
+                addrs.append(hostport)
+        # The node in use stays in use; the others follow, leader first.
+        rest = [a for a in addrs + self.nodes[1:] if a != self.current]
+        self.nodes = [self.current, *dict.fromkeys(rest)]
