@@ -37,6 +37,7 @@ from .command import Command
 from .disk import DiskError, environmental, guarded
 from .fsm import StateMachine
 from .logstore import LogStore
+from .metrics import NodeMetrics
 from .raft.core import Config, NotLeaderError, RaftCore, RaftError
 from .raft.types import (
     NONE,
@@ -179,8 +180,10 @@ class Driver:
         trailing_logs: int = 0,
         snap_interval_s: float = 1.0,
         snap_wal_bytes: int = 0,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.node_id = node_id
+        self.metrics = metrics or NodeMetrics()
         self.storage = storage
         self.fsm = fsm
         self.timing = timing
@@ -278,8 +281,10 @@ class Driver:
             try:
                 index = append()
             except RaftError as e:
+                self.metrics.proposals_refused.inc()
                 fut.set_exception(e)
                 return
+            self.metrics.proposals.inc()
             self._proposals[index] = _Proposal(self.core.term, fut, decoded)
 
         self._submit(do, fut)
@@ -605,7 +610,9 @@ class Driver:
         """Save, then send what needed the save (once, however often a
         failing Ready is retried)."""
         rd = p.rd
-        self.storage.save(rd.entries, rd.hard_state)
+        start = time.perf_counter()
+        if self.storage.save(rd.entries, rd.hard_state):
+            self.metrics.log_fsync_seconds.observe(time.perf_counter() - start)
         if not p.answered:
             self._send_all(rd.messages_after_persist)
             p.answered = True
@@ -616,10 +623,12 @@ class Driver:
         while p.applied < upto:
             e = rd.committed_entries[p.applied]
             mine = self._proposals.get(e.index)
+            start = time.perf_counter()
             if mine is not None and mine.term == e.term:  # the very entry proposed here
                 results = self.fsm.apply_entry(e, mine.decoded)
             else:
                 results = self.fsm.apply_entry(e, counted=False)  # nobody waits for them
+            self.metrics.apply_seconds.observe(time.perf_counter() - start)
             p.applied += 1
             self._complete(e.index, e.term, results)
 
@@ -713,6 +722,8 @@ class Driver:
         now = time.monotonic()
         if rd.soft_state.leader != NONE:
             self._last_contact = now
+            if self.status.leader != rd.soft_state.leader or self.status.term != self.core.term:
+                self.metrics.leader_changes.inc()
         if self.fsm.applied_index >= self.core.log.committed:
             self._caught_up_at = now
         self.status = self._snapshot_status()
@@ -873,6 +884,7 @@ class Driver:
             # Abandoned: the previous snapshot stays the latest, the log is
             # not compacted, and the next check tries again.
             log.error("snapshot at %d abandoned: %s", meta.index, failure)
+            self.metrics.snapshots_failed.inc()
             if fut is not None:
                 fut.set_exception(failure)
             return
@@ -887,6 +899,8 @@ class Driver:
             log.warning("reaping old snapshots failed: %s", e)
         self.num_snapshots += 1
         self.last_snapshot_stall_s = stall
+        self.metrics.snapshot_seconds.observe(time.monotonic() - start)
+        self.metrics.snapshot_pause_seconds.observe(stall)
         log.info(
             "snapshot at %d in %.3fs (writes paused %.3fs)",
             meta.index,

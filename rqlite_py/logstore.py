@@ -176,13 +176,14 @@ class LogStore:
         return out
 
     # -- what the driver writes -------------------------------------------------
-    def save(self, entries: tuple[Entry, ...], hard_state: HardState | None) -> None:
+    def save(self, entries: tuple[Entry, ...], hard_state: HardState | None) -> bool:
         """Persist a Ready's entries (replacing any at or after the first) and
         hard state in one transaction, durable when this returns. A failure
         of the disk raises DiskError and changes nothing: the transaction is
-        rolled back and what this object reports stays as it was."""
+        rolled back and what this object reports stays as it was. Returns
+        whether it wrote (and synced) anything."""
         if not entries and hard_state is None:
-            return
+            return False
         if (
             not entries
             and hard_state is not None
@@ -193,7 +194,7 @@ class LogStore:
             # path of every write: it is written with the next save, or at close.
             self._hard = hard_state
             self._hard_unsaved = True
-            return
+            return False
         with self._lock, guarded(), self._transaction():
             if entries:
                 first = entries[0].index
@@ -215,6 +216,7 @@ class LogStore:
         if hard_state is not None:
             self._hard = hard_state
         self._hard_unsaved = False
+        return True
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

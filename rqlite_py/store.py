@@ -30,6 +30,7 @@ from .disk import DiskError, guarded
 from .driver import Driver, LeadershipLostError, RaftStatus, ShutdownError, Timing
 from .fsm import StateMachine, remove_database_files
 from .logstore import LogStore
+from .metrics import NodeMetrics, Reading
 from .raft.core import (
     ConfChangeError,
     ConfChangePendingError,
@@ -274,6 +275,8 @@ class Store:
         self._closed = threading.Event()
         self._notified: dict[NodeId, str] = {}
         self._notified_lock = threading.Lock()
+        self.metrics = NodeMetrics()
+        self.metrics.read_at_scrape(self._readings)
         self.driver = self._make_driver()
         alone = self.driver.core.conf.voters == (cfg.node_id,)
         if cfg.join and not fresh and alone and not recovering:
@@ -356,6 +359,7 @@ class Store:
             trailing_logs=self.cfg.trailing_logs,
             snap_interval_s=self.cfg.snap_interval_s,
             snap_wal_bytes=self.cfg.snap_wal_bytes,
+            metrics=self.metrics,
         )
 
     def _bootstrap(self) -> None:
@@ -740,6 +744,66 @@ class Store:
             )
         except QueueClosedError as e:
             raise ShutdownError("node is shutting down") from e
+
+    def db_size(self) -> int:
+        """The database file's size in bytes (0 while it is being replaced)."""
+        try:
+            return os.path.getsize(self.db_path)
+        except OSError:
+            return 0
+
+    def _readings(self) -> list[Reading]:
+        """/metrics: what Raft, the files and the write queue say now."""
+        raft = self.raft
+        queue = self.write_queue.stats()
+        return [
+            Reading("rqlite_raft_term", "Current Raft term", raft.term),
+            Reading(
+                "rqlite_raft_commit_index", "Highest log index known committed", raft.commit_index
+            ),
+            Reading(
+                "rqlite_raft_applied_index",
+                "Highest log index applied to SQLite",
+                raft.applied_index,
+            ),
+            Reading("rqlite_raft_last_log_index", "Last index in the log", raft.last_log_index),
+            Reading(
+                "rqlite_raft_last_snapshot_index",
+                "Index of the latest snapshot",
+                self.logstore.snapshot_meta().index,
+            ),
+            *(
+                Reading(
+                    "rqlite_raft_state",
+                    "1 for this node's Raft role, 0 for the others",
+                    float(raft.role is role),
+                    {"state": role.value},
+                )
+                for role in Role
+            ),
+            Reading("rqlite_raft_has_leader", "1 when a leader is known", float(bool(raft.leader))),
+            Reading("rqlite_raft_voters", "Voters in the configuration", len(raft.voters)),
+            Reading("rqlite_raft_nonvoters", "Non-voters in the configuration", len(raft.learners)),
+            Reading(
+                "rqlite_snapshots_installed",
+                "Snapshots received from a leader and installed",
+                self.driver.num_restores,
+                counter=True,
+            ),
+            Reading(
+                "rqlite_disk_stalls",
+                "Times a disk error stalled this node's Raft loop",
+                self.driver.num_disk_stalls,
+                counter=True,
+            ),
+            Reading("rqlite_db_size_bytes", "SQLite database file size", self.db_size()),
+            Reading("rqlite_db_wal_size_bytes", "SQLite WAL size", self.db.wal_bytes()),
+            Reading("rqlite_raft_log_size_bytes", "Raft log file size", self.logstore.size_bytes()),
+            Reading("rqlite_write_queue_depth", "Queued writes not yet proposed", queue["depth"]),
+            Reading(
+                "rqlite_ready", "1 when this node would answer /readyz with 200", self.is_ready()
+            ),
+        ]
 
     def queue_status(self) -> dict[str, int]:
         """/status `http.queue._default`: `sequence_number` is the highest

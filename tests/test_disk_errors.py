@@ -747,14 +747,15 @@ class FlakyLog(LogStore):
         self.attempts = 0
         self.saved_up_to = Index(0)
 
-    def save(self, entries: tuple[Entry, ...], hard_state: HardState | None) -> None:
+    def save(self, entries: tuple[Entry, ...], hard_state: HardState | None) -> bool:
         if entries or hard_state is not None:
             self.attempts += 1
             if self.failing.is_set():
                 raise DiskError(disk.FULL)
-        super().save(entries, hard_state)
+        wrote = super().save(entries, hard_state)
         if entries:
             self.saved_up_to = entries[-1].index
+        return wrote
 
 
 FAST = Timing(tick_s=0.01, election_ticks=10, heartbeat_ticks=1)
@@ -898,11 +899,11 @@ class GatedLog(FlakyLog):
         self.permits = threading.Semaphore(1)  # the bootstrap's
         self.waiting = threading.Event()
 
-    def save(self, entries: tuple[Entry, ...], hard_state: HardState | None) -> None:
+    def save(self, entries: tuple[Entry, ...], hard_state: HardState | None) -> bool:
         if entries:
             self.waiting.set()  # cleared by the test once it has seen it
             assert self.permits.acquire(timeout=10)
-        super().save(entries, hard_state)
+        return super().save(entries, hard_state)
 
 
 def test_committed_entries_apply_while_the_next_save_runs_but_never_before_their_own(

@@ -83,6 +83,10 @@ class App:
         before it was whole."""
         return self._with_common_headers(errors.to_reply(e, self.ctx, req))
 
+    def observe(self, req: Request, status: int, seconds: float) -> None:
+        """Count a request that was answered (for /metrics)."""
+        self.ctx.store.metrics.observe_http(req.endpoint, status, seconds)
+
     def _with_common_headers(self, reply: Reply) -> Reply:
         reply.headers.extend(self._common)
         return reply
@@ -101,9 +105,9 @@ class App:
         route = methods.get(req.method)
         if route is None:
             raise HttpError(405)
+        req.endpoint = route.handler.__name__
         if not self._allowed(req, route):
             raise HttpError(401)
-        req.endpoint = route.handler.__name__
         return route.handler(self.ctx, req)
 
     def _allowed(self, req: Request, route: Route, *, on_loop: bool = False) -> bool:

@@ -27,6 +27,7 @@ import math
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -67,6 +68,7 @@ class Asgi:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        start = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         req = Request(
             method=scope["method"],
@@ -89,6 +91,7 @@ class Asgi:
             else:
                 reply = await self._finish(begun, req, loop)
         await self._send(reply, send, loop)
+        self.app.observe(req, reply.status, time.perf_counter() - start)
 
     async def _finish(self, begun: Begun, req: Request, loop: asyncio.AbstractEventLoop) -> Reply:
         """Wait for a request begun on the loop (no thread blocked meanwhile);

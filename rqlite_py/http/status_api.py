@@ -1,4 +1,4 @@
-"""Diagnostics: /status, /readyz, /nodes, /leader and /debug/vars."""
+"""Diagnostics: /status, /readyz, /nodes, /leader, /debug/vars and /metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import apsw
 
 from .. import __version__
 from ..command import Statement
+from ..metrics import CONTENT_TYPE
 from ..raft.types import NodeId
 from ..store import Store
 from ..transport import TransportError
@@ -102,7 +103,7 @@ def status_document(store: Store, *, auth: bool = False) -> dict[str, object]:
     raft = store.raft
     now = time.time()
     leader_addr = store.cfg.raft_addr if raft.leader == store.cfg.node_id else raft.leader
-    db_size = _size(store.db_path)
+    db_size = store.db_size()
     return {
         "build": {"version": f"v{__version__}", "compiler": sys.implementation.name},
         "cluster": {"addr": store.cfg.raft_addr, "api_addr": store.cluster.api_addr},
@@ -169,13 +170,6 @@ def status_document(store: Store, *, auth: bool = False) -> dict[str, object]:
             },
         },
     }
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
 
 
 def readyz(ctx: Context, req: Request) -> Reply:
@@ -257,10 +251,17 @@ def debug_vars(ctx: Context, req: Request) -> Reply:
     return json_obj(doc, p.pretty)
 
 
+def metrics(ctx: Context, req: Request) -> Reply:
+    """Prometheus's text format (an extension; docs/metrics.md)."""
+    params.parse(req.args)
+    return Reply(200, ctx.store.metrics.render(), content_type=CONTENT_TYPE)
+
+
 ROUTES = [
     Route("/status", ("GET",), status, ("status",)),
     Route("/readyz", ("GET",), readyz, ("ready",)),
     Route("/nodes", ("GET",), nodes, ("status",)),
     Route("/leader", ("GET",), leader, ("leader-ops",)),
     Route("/debug/vars", ("GET",), debug_vars, ("status",)),
+    Route("/metrics", ("GET",), metrics, ("status",)),
 ]
