@@ -6,6 +6,11 @@ A follower forwards writes and reads to the leader, so any live node
 serves; the client still prefers the leader (one hop less) and, when its
 node stops answering, tries the others it knows of: those given with
 --alternatives and those the cluster reported in /nodes.
+
+Only what is safe to send twice is sent again after it may have reached a
+node (requests' rule: retry only what never left). A write whose
+connection broke after it was sent may have been applied, even committed
+by the cluster after its node died, so it is never resent elsewhere.
 """
 
 from __future__ import annotations
@@ -15,6 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
+
+CONNECT_TIMEOUT_S = 5.0
+"""How long to wait for a connection before trying the next node: a host
+that is down answers nothing, and the whole request timeout (30 s) per
+dead node would stall a failover."""
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods resent to another node by default after a failure that may have
+reached the node; a caller says when another method is safe too."""
 
 
 class ClientError(Exception):
@@ -78,10 +93,15 @@ def options_from_args(args: argparse.Namespace) -> ConnectionOptions:
     )
 
 
+def host_port(host: str, port: int) -> str:
+    """host:port as a URL holds it: an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 class Client:
     def __init__(self, opts: ConnectionOptions) -> None:
         self.opts = opts
-        self.nodes: list[str] = [f"{opts.host}:{opts.port}", *opts.alternatives]
+        self.nodes: list[str] = [host_port(opts.host, opts.port), *opts.alternatives]
         """Every node known, host:port; the first is the one in use."""
         self.session = requests.Session()
         if opts.user is not None:
@@ -106,11 +126,22 @@ class Client:
         *,
         params: dict[str, Any] | None = None,
         timeout_s: float | None = None,
+        resend: bool | None = None,
         **kwargs: Any,
     ) -> requests.Response:
         """One request, to the node in use or, if it cannot be reached, to
         the next that can (which then stays in use). Any answer, error
-        statuses included, is returned; only unreachability raises."""
+        statuses included, is returned; only unreachability raises.
+
+        A request that failed before a connection was made never left, so
+        it goes to the next node whatever it is. One that may have reached
+        its node (the connection broke, or no answer came in time) goes on
+        only if `resend` (default: for GET, HEAD and OPTIONS); otherwise
+        the failure is raised as it is, since a write sent twice would be
+        applied twice."""
+        if resend is None:
+            resend = method.upper() in SAFE_METHODS
+        read_timeout_s = timeout_s or self.opts.timeout_s
         errors: list[str] = []
         for node in list(self.nodes):
             try:
@@ -118,7 +149,7 @@ class Client:
                     method,
                     self.url(path, node),
                     params=params,
-                    timeout=timeout_s or self.opts.timeout_s,
+                    timeout=(min(CONNECT_TIMEOUT_S, read_timeout_s), read_timeout_s),
                     verify=self.verify,
                     allow_redirects=False,
                     **kwargs,
@@ -126,13 +157,19 @@ class Client:
             except requests.exceptions.SSLError as e:
                 raise ClientError(f"TLS failed with {node}: {e}") from e
             except (requests.ConnectionError, requests.Timeout) as e:
-                errors.append(f"{node}: {type(e).__name__}")
+                if not resend and not never_sent(e):
+                    raise ClientError(
+                        f"{method} {path}: lost {node} after sending the request "
+                        f"({describe(e)}); it may or may not have been applied, "
+                        "so it was not sent again"
+                    ) from e
+                errors.append(f"{node}: {describe(e)}")
                 continue
             if node != self.current:
                 self.nodes.remove(node)
                 self.nodes.insert(0, node)
             return resp
-        raise ClientError("cannot reach any node (" + "; ".join(errors) + ")")
+        raise ClientError("cannot reach " + "; ".join(errors))
 
     def checked(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """A request whose non-2xx answer is an error."""
@@ -156,11 +193,15 @@ class Client:
         if resp.status_code != 200:
             return
         try:
-            found = resp.json().get("nodes", [])
+            doc = resp.json()
         except ValueError:
             return
+        found = doc.get("nodes") if isinstance(doc, dict) else None
+        if not isinstance(found, list):
+            return
         addrs = []
-        for node in sorted(found, key=lambda n: not n.get("leader")):
+        nodes = [n for n in found if isinstance(n, dict)]
+        for node in sorted(nodes, key=lambda n: not n.get("leader")):
             api = str(node.get("api_addr") or "")
             hostport = api.split("://", 1)[-1].rstrip("/")
             if hostport and node.get("reachable", True):
@@ -168,3 +209,28 @@ class Client:
         # The node in use stays in use; the others follow, leader first.
         rest = [a for a in addrs + self.nodes[1:] if a != self.current]
         self.nodes = [self.current, *dict.fromkeys(rest)]
+
+
+def never_sent(e: requests.RequestException) -> bool:
+    """True when no connection was made, so the node saw nothing: refused,
+    not resolved, or timed out while connecting."""
+    if isinstance(e, requests.ConnectTimeout):
+        return True
+    reason = getattr(e.args[0], "reason", None) if e.args else None
+    # urllib3 2 derives NewConnectionError (refused, unreachable) and
+    # NameResolutionError from ConnectTimeoutError.
+    return isinstance(reason, ConnectTimeoutError)
+
+
+def describe(e: requests.RequestException) -> str:
+    """A few words for a transport failure, instead of urllib3's paragraph."""
+    reason = getattr(e.args[0], "reason", None) if e.args else None
+    if isinstance(reason, NameResolutionError):
+        return "host not found"
+    if isinstance(e, requests.ConnectTimeout):
+        return "timed out connecting"
+    if isinstance(e, requests.ReadTimeout):
+        return "no answer in time"
+    if isinstance(reason, ConnectTimeoutError):
+        return "connection refused" if "refused" in str(reason).lower() else "cannot connect"
+    return "connection lost"
