@@ -324,6 +324,7 @@ class Shell:
         self.show(resp)
 
     def show(self, resp: requests.Response) -> None:
+        self.follow()  # before the result, which came from the new node
         result = self.result(resp)
         if result is None:
             return
@@ -378,6 +379,7 @@ class Shell:
 
     def get_json(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         resp = self.client.checked("GET", path, params=params)
+        self.follow()
         try:
             doc = json.loads(resp.text, parse_float=table.Number)
         except ValueError as e:
