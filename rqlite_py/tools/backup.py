@@ -276,6 +276,10 @@ class Progress:
             self.out.flush()
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB"):
         if n < 1024:
@@ -459,9 +463,9 @@ def run(args: argparse.Namespace, now: datetime) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             staging.unlink()
-    print(f"{final}: {size} bytes, integrity ok, {len(counts)} tables")
+    print(f"{final}: {size} bytes, integrity ok, {plural(len(counts), 'table')}")
     for name, rows in counts.items():
-        print(f"  {name}: {rows} rows")
+        print(f"  {name}: {plural(rows, 'row')}")
     try:
         removed = prune(dest_dir, args.keep_daily, args.keep_weekly, now)
     except OSError as e:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .backup import SQLITE_HEADER, Progress, verify
+from .backup import SQLITE_HEADER, Progress, plural, verify
 from .client import Client, ClientError, add_connection_arguments, options_from_args
 
 PROG = "rqlite-py-restore"
@@ -169,9 +169,10 @@ def run(args: argparse.Namespace) -> None:
     client = Client(options_from_args(args))
     source = inspect(args.file)
     kind = "SQLite file" if source.fmt == "binary" else "SQL text"
-    print(f"{source.path}: {kind}, {source.size} bytes, integrity ok, {len(source.tables)} tables")
+    tables = plural(len(source.tables), "table")
+    print(f"{source.path}: {kind}, {source.size} bytes, integrity ok, {tables}")
     for name, rows in source.tables.items():
-        print(f"  {name}: {rows} rows")
+        print(f"  {name}: {plural(rows, 'row')}")
     if args.boot:
         _require_bootable(source)  # before asking anything
     node = client.url("")
