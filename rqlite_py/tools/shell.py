@@ -38,7 +38,7 @@ from typing import Any, TextIO
 import requests
 
 from .. import __version__
-from . import table
+from . import backup, restore, table
 from .client import (
     Client,
     ClientError,
@@ -486,16 +486,51 @@ def cmd_remove(sh: Shell, args: list[str]) -> None:
     sh.client.checked("DELETE", "/remove", json={"id": node_id})
 
 
+def cmd_backup(sh: Shell, args: list[str]) -> None:
+    dest = Path(one_arg(args, "the file to write the backup to")).expanduser()
+    backup.download(sh.client, dest, progress=sh.err.isatty())
+    sh.follow()
+    sh.say("backup file written successfully")
+
+
+def cmd_dump(sh: Shell, args: list[str]) -> None:
+    dest = Path(one_arg(args, "the file to write the SQL text to")).expanduser()
+    backup.download(sh.client, dest, fmt="sql", progress=sh.err.isatty())
+    sh.follow()
+    sh.say("SQL text file written successfully")
+
+
+def cmd_restore(sh: Shell, args: list[str]) -> None:
+    src = Path(one_arg(args, "the SQLite file or SQL dump to load")).expanduser()
+    restore.load(sh.client, src, progress=sh.err.isatty())
+    sh.follow()
+    sh.say("Database restored successfully.")
+
+
+def cmd_boot(sh: Shell, args: list[str]) -> None:
+    src = Path(one_arg(args, "the SQLite file to boot the node with")).expanduser()
+    restore.boot(sh.client, src, progress=sh.err.isatty())
+    sh.follow()
+    sh.say("Node booted successfully.")
+
+
 def cmd_exit(_sh: Shell, _args: list[str]) -> None:
     raise Exit
 
 
 COMMANDS: dict[str, Command] = {
+    "backup": Command(
+        ".backup FILE", "Write a backup of the database (a SQLite file) to FILE", cmd_backup
+    ),
+    "boot": Command(
+        ".boot FILE", "Boot a single node with the SQLite file FILE, bypassing the log", cmd_boot
+    ),
     "consistency": Command(
         ".consistency [LEVEL]",
         "Show or set the read consistency level: " + "|".join(LEVELS),
         cmd_consistency,
     ),
+    "dump": Command(".dump FILE", "Dump the database in SQL text to FILE", cmd_dump),
     "exit": Command(".exit", "Exit this program", cmd_exit),
     "expvar": Command(
         ".expvar [KEY]", "Show expvar information (/debug/vars) of the connected node", cmd_expvar
@@ -510,6 +545,9 @@ COMMANDS: dict[str, Command] = {
     "quit": Command(".quit", "Exit this program", cmd_exit),
     "ready": Command(".ready", "Show whether the connected node is ready", cmd_ready),
     "remove": Command(".remove NODEID", "Remove node NODEID from the cluster", cmd_remove),
+    "restore": Command(
+        ".restore FILE", "Load the SQLite file or SQL dump FILE into the database", cmd_restore
+    ),
     "schema": Command(".schema", "Show CREATE statements for all tables", cmd_schema),
     "status": Command(
         ".status [KEY]", "Show status and diagnostics of the connected node", cmd_status

@@ -387,6 +387,81 @@ def test_the_cluster_commands_on_three_nodes(cluster3: LocalCluster) -> None:
     assert names(run.stdout.splitlines()) == sorted(n.node_id for n in (leader, follower))
 
 
+def test_backup_dump_restore_and_boot(node_factory: NodeFactory, tmp_path: Path) -> None:
+    node = node_factory()
+    db, dump = tmp_path / "out" / "foo.db", tmp_path / "out" / "foo.sql"
+    db.parent.mkdir()
+    run = pipe(
+        node,
+        "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT);\n"
+        "INSERT INTO foo(name) VALUES ('fiona'), ('declan');\n"
+        f".backup {db}\n.dump '{dump}'\n"
+        "DROP TABLE foo;\n"
+        f".restore {db}\nSELECT name FROM foo ORDER BY id;\n"
+        "DROP TABLE foo;\n"
+        f".restore {dump}\nSELECT count(*) FROM foo;\n",
+    )
+    assert (run.returncode, run.stderr) == (0, "")
+    assert run.stdout.split("\n") == [
+        "0 rows affected",
+        "2 rows affected",
+        "backup file written successfully",
+        "SQL text file written successfully",
+        "2 rows affected",  # DROP TABLE reports the insert's changes, as rqlite does
+        "Database restored successfully.",
+        "+--------+",
+        "| name   |",
+        "+--------+",
+        "| fiona  |",
+        "| declan |",
+        "+--------+",
+        "2 rows affected",
+        "Database restored successfully.",
+        "+----------+",
+        "| count(*) |",
+        "+----------+",
+        "| 2        |",
+        "+----------+",
+        "",
+    ]
+    assert db.read_bytes().startswith(b"SQLite format 3\x00")
+    assert "CREATE TABLE foo" in dump.read_text() and "INSERT INTO" in dump.read_text()
+
+    fresh = node_factory(name="fresh")
+    run = pipe(fresh, f".boot {db}\nSELECT count(*) FROM foo;\n.boot {dump}\n.boot\n")
+    assert run.stdout.split("\n")[:2] == ["Node booted successfully.", "+----------+"]
+    assert "| 2        |" in run.stdout
+    assert run.stderr.splitlines()[0].startswith(f"ERR! {dump} is SQL text")
+    assert run.stderr.splitlines()[1:] == ["ERR! please give the SQLite file to boot the node with"]
+
+    run = pipe(
+        fresh, f".restore {tmp_path / 'nosuch.db'}\n.backup\n.dump {tmp_path}/no/dir/x.sql\n"
+    )
+    errors = run.stderr.splitlines()
+    assert errors[0] == f"ERR! cannot read {tmp_path / 'nosuch.db'}: No such file or directory"
+    assert errors[1] == "ERR! please give the file to write the backup to"
+    assert errors[2].startswith("ERR! ") and f"{tmp_path}/no/dir" in errors[2]
+    assert len(errors) == 3 and run.returncode == 1
+
+
+def test_backup_through_a_follower_and_boot_refused_by_a_cluster(
+    cluster3: LocalCluster, tmp_path: Path
+) -> None:
+    follower = cluster3.followers()[0]
+    db = tmp_path / "cluster.db"
+    run = pipe(
+        follower, f"CREATE TABLE t (a);\nINSERT INTO t VALUES (1);\n.backup {db}\n.boot {db}\n"
+    )
+    assert run.stdout.split("\n")[:3] == [
+        "0 rows affected",
+        "1 row affected",
+        "backup file written successfully",
+    ]
+    assert run.stderr.startswith("ERR! ") and "not single-node" in run.stderr
+    assert len(run.stderr.splitlines()) == 1 and "Traceback" not in run.stderr
+    assert db.read_bytes().startswith(b"SQLite format 3\x00")
+
+
 # -- Connecting -----------------------------------------------------------------------
 
 
