@@ -176,6 +176,15 @@ def test_over_https_a_dump_and_a_file_restore_fresh_single_nodes(
     # Booted, it is an ordinary node: writes go through the log.
     booted.execute(["INSERT INTO t(name) VALUES(?)", "after boot"])
     assert len(rows(booted)) == 201
+    # Disaster recovery goes on with new nodes joining it (docs/backup.md).
+    joined = Node(
+        tmp_path / "joined", *FAST, "-join", f"127.0.0.1:{booted.raft_port}", node_id="n2"
+    )
+    try:
+        joined.start()
+        wait_for("the joined node's rows", lambda: rows(joined) == rows(booted))
+    finally:
+        joined.stop()
 
     loaded = node_factory(name="loaded")
     done = tool("restore", "-p", str(loaded.http_port), "--yes", str(by_fmt["sql"]))
