@@ -6,11 +6,13 @@ short body, 401, 503)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import http.server
 import io
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ import pytest
 from rqlite_py.tools import backup, restore
 from rqlite_py.tools.backup import Backup, Progress, VerifyError, expired, parse_name, prune
 from rqlite_py.tools.client import Client, ClientError, ConnectionOptions
+from tests.system.node import wait_for
 
 # -- helpers ------------------------------------------------------------------------
 
@@ -301,6 +304,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     content_length: int | None = None
     """Declared length, when it is to differ from the body's."""
+    midway: Callable[[], None] | None = None
+    """Called with half the body sent; the rest waits until the client hangs up."""
 
 
 @dataclass
@@ -337,7 +342,15 @@ class FakeNode:
                 self.send_header("Content-Length", str(length))
                 self.send_header("Connection", "close")
                 self.end_headers()
-                self.wfile.write(a.body)
+                if a.midway is None:
+                    self.wfile.write(a.body)
+                else:
+                    self.wfile.write(a.body[: len(a.body) // 2])
+                    self.wfile.flush()
+                    a.midway()
+                    self.connection.settimeout(10)
+                    with contextlib.suppress(OSError):
+                        self.connection.recv(1)  # returns when the client hangs up
                 self.close_connection = True
 
             do_GET = do_POST = handle_any  # noqa: N815
@@ -449,6 +462,26 @@ def test_a_full_disk_fails_and_leaves_no_temporary_file(
     with pytest.raises(ClientError, match="no space left"):
         backup.download(fake.client, tmp_path / "copy.sqlite3")
     assert only_files(tmp_path) == []
+
+
+def test_sigterm_mid_download_leaves_no_file(
+    fake: FakeNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As when systemd stops a run past TimeoutStartSec=."""
+    main_thread = threading.get_ident()
+    dest = tmp_path / "backups"
+
+    def stop_while_writing() -> None:
+        wait_for("the temporary file", lambda: dest.exists() and any(dest.iterdir()))
+        signal.pthread_kill(main_thread, signal.SIGTERM)
+
+    fake.answer = gzipped(os.urandom(200_000))
+    fake.answer.midway = stop_while_writing
+    handler = signal.getsignal(signal.SIGTERM)
+    assert backup.main(["-p", str(fake.server.server_address[1]), "--dest", str(dest)]) == 130
+    assert capsys.readouterr().err == "rqlite-py-backup: interrupted\n"
+    assert only_files(dest) == []
+    assert signal.getsignal(signal.SIGTERM) is handler
 
 
 def test_progress_shows_only_after_the_first_second() -> None:

@@ -20,14 +20,16 @@ import contextlib
 import errno
 import os
 import re
+import secrets
+import signal
 import sys
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import BinaryIO, TextIO
 
 import apsw
@@ -334,7 +336,8 @@ def download(
     with resp:
         # A follower that forwards to the leader answers with the body
         # already decoded and no Content-Encoding, so trust the header.
-        gunzip = _Gunzip() if resp.headers.get("Content-Encoding", "") == "gzip" else None
+        encoding = resp.headers.get("Content-Encoding", "").lower()
+        gunzip = _Gunzip() if encoding == "gzip" else None
         meter = Progress(sys.stderr, f"backup from {client.current}") if progress else None
         written = 0
         try:
@@ -385,9 +388,12 @@ def atomic_file(dest: Path) -> Iterator[BinaryIO]:
     """A file that becomes `dest` only when the block ends without an error:
     written beside it (same file system, so the rename is atomic), synced,
     renamed, and the directory synced so that the rename survives a crash.
-    On an error the temporary file is removed."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    On an error, Ctrl-C or SIGTERM included, the temporary file is removed."""
+    # Named before it is created, not by mkstemp: an interruption that lands
+    # between the file's creation and mkstemp's return would leave it unknown.
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.tmp"
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -478,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.keep_daily + args.keep_weekly == 0:
         parser().error("--keep-daily and --keep-weekly cannot both be 0 (nothing would be kept)")
+    # systemd stops a run that outlives TimeoutStartSec= with SIGTERM: unwind
+    # as for Ctrl-C, so that the temporary and unverified files are removed.
+    before = signal.signal(signal.SIGTERM, _interrupt)
     try:
         run(args, datetime.now(UTC))
     except ClientError as e:
@@ -486,7 +495,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, before)
     return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
