@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -244,11 +245,11 @@ def response(body: object, status: int = 200) -> requests.Response:
 
 
 def session(
-    answers: list[requests.Response],
+    answers: list[requests.Response], *, interactive: bool = False
 ) -> tuple[shell.Shell, FakeClient, io.StringIO, io.StringIO]:
     client = FakeClient(answers)
     out, err = io.StringIO(), io.StringIO()
-    sh = shell.Shell(client, out, err)  # type: ignore[arg-type]
+    sh = shell.Shell(client, out, err, interactive=interactive)  # type: ignore[arg-type]
     return sh, client, out, err
 
 
@@ -368,18 +369,42 @@ def test_the_prompt_follows_the_client_to_another_node() -> None:
     assert err.getvalue() == "node 127.0.0.1:4001 lost, now connected to 127.0.0.1:4011\n"
 
 
-def test_ctrl_c_drops_the_statement_being_typed() -> None:
-    sh, client, _, _ = session([response({"results": [{"columns": ["1"], "values": [[1]]}]})])
-    steps = iter(["SELECT oops", KeyboardInterrupt(), "SELECT 1;", None])
+def interrupting(steps: list[str | BaseException | None]) -> Callable[[str], str | None]:
+    """A reader that gives `steps` in turn, raising the exceptions among them."""
+    it = iter(steps)
 
     def read(_prompt: str) -> str | None:
-        step = next(steps)
+        step = next(it)
         if isinstance(step, BaseException):
             raise step
         return step
 
-    sh.run(read)
+    return read
+
+
+def test_ctrl_c_at_a_terminal_drops_the_statement_being_typed() -> None:
+    sh, client, _, _ = session(
+        [response({"results": [{"columns": ["1"], "values": [[1]]}]})], interactive=True
+    )
+    sh.run(interrupting(["SELECT oops", KeyboardInterrupt(), "SELECT 1;", None]))
     assert [kw["json"] for _, _, kw in client.asked] == [["SELECT 1"]]
+
+
+def test_ctrl_c_at_a_terminal_abandons_a_request_but_stops_a_script() -> None:
+    class Slow(FakeClient):
+        def request(self, method: str, path: str, **kw: object) -> requests.Response:
+            self.asked.append((method, path, kw))
+            raise KeyboardInterrupt
+
+    err = io.StringIO()
+    at_terminal = shell.Shell(Slow([]), io.StringIO(), err, interactive=True)  # type: ignore[arg-type]
+    at_terminal.run(interrupting(["SELECT 1;", "SELECT 2;", None]))
+    assert err.getvalue().count("ERR! interrupted") == 2
+    script = shell.Shell(Slow([]), io.StringIO(), io.StringIO())  # type: ignore[arg-type]
+    with pytest.raises(KeyboardInterrupt):
+        script.run(interrupting(["SELECT 1;", "SELECT 2;", None]))
+    with pytest.raises(KeyboardInterrupt):
+        script.run(interrupting(["SELECT", KeyboardInterrupt()]))
 
 
 def test_help_lists_every_command() -> None:

@@ -16,11 +16,13 @@ by the cluster after its node died, so it is never resent elsewhere.
 from __future__ import annotations
 
 import argparse
+import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
+from urllib3.exceptions import ConnectTimeoutError, InsecureRequestWarning, NameResolutionError
 
 CONNECT_TIMEOUT_S = 5.0
 """How long to wait for a connection before trying the next node: a host
@@ -111,6 +113,9 @@ class Client:
         # Passed with every request: requests lets REQUESTS_CA_BUNDLE win
         # over a session's own setting.
         self.verify: bool | str = False if opts.insecure else (opts.ca_cert or True)
+        if opts.insecure:
+            # Asked for with -i: urllib3 would otherwise warn on every request.
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
 
     @property
     def current(self) -> str:
@@ -155,7 +160,7 @@ class Client:
                     **kwargs,
                 )
             except requests.exceptions.SSLError as e:
-                raise ClientError(f"TLS failed with {node}: {e}") from e
+                raise ClientError(f"TLS failed with {node}: {describe_tls(e)}") from e
             except (requests.ConnectionError, requests.Timeout) as e:
                 if not resend and not never_sent(e):
                     raise ClientError(
@@ -169,7 +174,12 @@ class Client:
                 self.nodes.remove(node)
                 self.nodes.insert(0, node)
             return resp
-        raise ClientError("cannot reach " + "; ".join(errors))
+        hint = ""
+        if self.opts.scheme == "https" and not self.opts.client_cert:
+            # A node that requires client certificates just closes the
+            # connection of a client that shows none.
+            hint = " (if the nodes require a client certificate, give -d and -k)"
+        raise ClientError("cannot reach " + "; ".join(errors) + hint)
 
     def checked(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """A request whose non-2xx answer is an error."""
@@ -234,3 +244,12 @@ def describe(e: requests.RequestException) -> str:
     if isinstance(reason, ConnectTimeoutError):
         return "connection refused" if "refused" in str(reason).lower() else "cannot connect"
     return "connection lost"
+
+
+def describe_tls(e: requests.exceptions.SSLError) -> str:
+    """OpenSSL's reason ("certificate verify failed: self-signed
+    certificate"), without urllib3's wrapping and the C source location."""
+    reason = getattr(e.args[0], "reason", None) if e.args else None
+    inner = reason.args[0] if reason is not None and reason.args else e
+    text = re.sub(r"^\[SSL: [A-Z_]+\] ", "", str(inner))
+    return re.sub(r" \(_ssl\.c:\d+\)$", "", text)

@@ -214,10 +214,14 @@ class Command:
 
 
 class Shell:
-    def __init__(self, client: Client, out: TextIO, err: TextIO) -> None:
+    def __init__(
+        self, client: Client, out: TextIO, err: TextIO, *, interactive: bool = False
+    ) -> None:
         self.client = client
         self.out = out
         self.err = err
+        self.interactive = interactive
+        """At a terminal, Ctrl-C abandons one statement; a script it stops."""
         self.level = "weak"
         self.timer = False
         self.failures = 0
@@ -254,6 +258,8 @@ class Shell:
             try:
                 line = read(self.continuation if buffer else self.prompt)
             except KeyboardInterrupt:
+                if not self.interactive:
+                    raise
                 buffer = ""
                 self.say("")
                 continue
@@ -284,10 +290,14 @@ class Shell:
         except ClientError as e:
             self.error(str(e))
         except KeyboardInterrupt:
+            if not self.interactive:
+                raise
             self.error("interrupted (a write in flight may or may not have been applied)")
         except requests.RequestException as e:  # beyond the client's own: a broken answer
             self.error(f"request failed: {e}")
-        except OSError as e:  # a file of .backup, .restore ...
+        except BrokenPipeError:  # whoever read the output is gone: so is the session
+            raise
+        except OSError as e:  # anything else the system refused: one line, not a traceback
             self.error(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
         self.follow()
 
@@ -635,20 +645,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rqlite-py-shell v{__version__}")
         return 0
     try:
-        client = Client(options_from_args(args))
-        version = check_node(client)
+        return session(args)
     except ClientError as e:
         print(f"ERR! {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output piped into a reader that stopped (head): end quietly, and
+        # keep Python's own flush at exit from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def session(args: argparse.Namespace) -> int:
+    client = Client(options_from_args(args))
+    version = check_node(client)
     client.discover()
-    shell = Shell(client, sys.stdout, sys.stderr)
-    if sys.stdin.isatty():
-        shell.say('Welcome to the rqlite-py shell. Enter ".help" for usage hints.')
-        shell.say(f"Connected to {client.url('')} running version {version}")
-        read_terminal(shell)
-        return 0
-    read_pipe(shell, sys.stdin)
-    return 1 if shell.failures else 0
+    interactive = sys.stdin.isatty()
+    shell = Shell(client, sys.stdout, sys.stderr, interactive=interactive)
+    if not interactive:
+        read_pipe(shell, sys.stdin)
+        return 1 if shell.failures else 0
+    shell.say('Welcome to the rqlite-py shell. Enter ".help" for usage hints.')
+    shell.say(f"Connected to {client.url('')} running version {version}")
+    read_terminal(shell)
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import termios
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.certs import Authority
 from tests.system.conftest import NodeFactory
 from tests.system.node import ROOT, LocalCluster, Node, free_port, wait_for
 
@@ -514,6 +516,72 @@ def test_unreachable_and_unauthorized_are_one_line_errors(
         "ERR! unauthorized",
         "ERR! unauthorized: check -u user:password and its permissions",
     ]
+
+
+def test_over_https_with_a_client_certificate(tmp_path: Path) -> None:
+    ca = Authority.create(tmp_path / "ca")
+    files = ca.issue(tmp_path / "certs", "n1")
+    node = Node(
+        tmp_path / "n1",
+        *("-http-cert", files.cert, "-http-key", files.key),
+        *("-http-ca-cert", ca.path, "-http-verify-client"),
+    )
+    node.use_https(ca.path, (files.cert, files.key))
+    node.start()
+    try:
+        mine = ("-s", "https", "-d", files.cert, "-k", files.key)
+        for flags in ((*mine, "-c", ca.path), (*mine, "-i")):
+            run = pipe(node, "SELECT 1;\n", *flags)
+            assert (run.returncode, run.stdout, run.stderr) == (
+                0,
+                "+---+\n| 1 |\n+---+\n| 1 |\n+---+\n",
+                "",
+            )
+        # A node that wants a client certificate closes the connection of
+        # a client without one; one whose certificate is not trusted is refused.
+        run = pipe(node, "SELECT 1;\n", "-s", "https", "-c", ca.path)
+        assert (run.returncode, run.stdout) == (1, "")
+        assert run.stderr == (
+            f"ERR! cannot reach 127.0.0.1:{node.http_port}: connection lost "
+            "(if the nodes require a client certificate, give -d and -k)\n"
+        )
+        run = pipe(node, "SELECT 1;\n", *mine)
+        assert (run.returncode, run.stdout) == (1, "")
+        # OpenSSL's own words follow (their spelling varies by version).
+        assert run.stderr.startswith(
+            f"ERR! TLS failed with 127.0.0.1:{node.http_port}: certificate verify failed: "
+        )
+        assert len(run.stderr.splitlines()) == 1
+    finally:
+        # Not stop(): an HTTPS node takes its whole 10 s grace to stop
+        # (uvicorn: "timeout graceful shutdown exceeded"), whatever the shell did.
+        node.kill()
+
+
+def test_every_way_in_starts_the_same_shell(node: Node, tmp_path: Path) -> None:
+    console = shutil.which("rqlite-py-shell")
+    assert console, "pip install -e . installs the rqlite-py-shell command"
+    ways = [
+        [console],
+        [sys.executable, "-m", "rqlite_py", "shell"],
+        [sys.executable, "-m", "rqlite_py.tools.shell"],
+    ]
+    for way in ways:
+        run = subprocess.run(
+            [*way, "-p", str(node.http_port)],
+            input="VALUES ('here');\n",
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=shell_env(tmp_path),
+            timeout=TIMEOUT_S,
+        )
+        assert (run.returncode, run.stderr) == (0, ""), way
+        assert run.stdout.split("\n")[3] == "| here    |"
+        version = subprocess.run(
+            [*way, "--version"], capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT_S
+        )
+        assert version.stdout.startswith("rqlite-py-shell v"), way
 
 
 # -- On a terminal ---------------------------------------------------------------------
