@@ -49,6 +49,13 @@ def remove_database_files(path: str) -> None:
             os.remove(path + suffix)
 
 
+_OWN_TRANSACTION_ERRORS = (
+    "cannot start a transaction within a transaction",
+    "cannot VACUUM from within a transaction",
+)
+"""SQLite's answers to a statement that cannot run inside a transaction."""
+
+
 class StateMachine:
     def __init__(self, database: db.Database) -> None:
         self.db = database
@@ -228,7 +235,27 @@ class StateMachine:
         return self._run(cmd, counted)
 
     def _load_sql(self, cmd: command.Command) -> list[Result]:
+        """POST /db/load of SQL text: all of it or, on an error, none of it.
+        It runs in a transaction of ours; a script that manages its own
+        (a dump: `BEGIN TRANSACTION; ... COMMIT;`) fails in ours at its
+        BEGIN, is rolled back, and runs again without it, its own BEGIN
+        then making it all or nothing. Telling scripts apart by SQLite's
+        answer, not by parsing them, keeps a large dump off the lexer."""
         writer = self.db.writer
+        if writer.get_autocommit():
+            with guarded():
+                writer.execute("BEGIN")
+            results = db.run(writer, cmd.statements, transaction=False, mode=db.Mode.EXECUTE)
+            failed = [r.error for r in results if r.error]
+            with guarded():
+                if not failed:
+                    if not writer.get_autocommit():  # the script may have committed itself
+                        writer.execute("COMMIT")
+                    return results
+                if not writer.get_autocommit():
+                    writer.execute("ROLLBACK")
+            if not any(m in e for e in failed for m in _OWN_TRANSACTION_ERRORS):
+                return results
         results = db.run(writer, cmd.statements, transaction=False, mode=db.Mode.EXECUTE)
         if any(r.error for r in results) and not writer.get_autocommit():
             with guarded():

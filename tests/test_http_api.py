@@ -354,6 +354,28 @@ def test_load_bad_sql_dump_changes_nothing(client: AppClient) -> None:
     ex(client, ["CREATE TABLE y (a)"])  # and the writer is not stuck in a transaction
 
 
+def test_load_of_sql_without_its_own_transaction_is_all_or_nothing(client: AppClient) -> None:
+    script = b"CREATE TABLE y (a); INSERT INTO y VALUES(1); INSERT INTO nope VALUES(2);"
+    body = json.loads(client.post("/db/load", data=script, content_type="text/plain").data)
+    assert body["results"][0]["error"] == "no such table: nope"
+    assert json.loads(q(client, ["SELECT * FROM y"]))["results"][0]["error"] == "no such table: y"
+    good = b"CREATE TABLE y (a); INSERT INTO y VALUES(1); INSERT INTO y VALUES(2);"
+    body = json.loads(client.post("/db/load", data=good, content_type="text/plain").data)
+    assert "error" not in body["results"][0]
+    assert json.loads(q(client, ["SELECT a FROM y"]))["results"][0]["values"] == [[1], [2]]
+    ex(client, ["INSERT INTO y VALUES(3)"])  # the writer is not left in a transaction
+
+
+def test_load_of_sql_that_commits_its_own_work_keeps_what_it_committed(
+    client: AppClient,
+) -> None:
+    script = b"CREATE TABLE kept (a); COMMIT; CREATE TABLE lost (a); INSERT INTO nope VALUES(1);"
+    body = json.loads(client.post("/db/load", data=script, content_type="text/plain").data)
+    assert body["results"][0]["error"] == "no such table: nope"
+    assert json.loads(q(client, ["SELECT * FROM kept"]))["results"][0]["columns"] == ["a"]
+    ex(client, ["CREATE TABLE lost (a)"])  # what came after its COMMIT was undone
+
+
 def test_boot(foo: AppClient, client: AppClient) -> None:
     binary = foo.get("/db/backup").data
     ex(foo, ["DROP TABLE foo"])
