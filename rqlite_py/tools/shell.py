@@ -10,7 +10,7 @@ Where it departs from rqlite's CLI, and why:
   statement). rqlite's CLI sends each line as it is. At the end of piped
   input, text without a final `;` is still sent.
 - Reads go to /db/query at the level `.consistency` sets and everything else
-  to /db/execute; rqlite's CLI (v8.40 on) sends every statement to
+  to /db/execute; rqlite's CLI (v10) sends every statement to
   /db/request and lets the node decide. /db/query reads through a read-only
   SQLite connection, so a statement taken for a read that is not one fails
   there instead of changing the database; that is what makes a read safe to
