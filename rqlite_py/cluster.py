@@ -156,7 +156,11 @@ class Cluster:
         headers: dict[str, str],
         timeout_s: float,
         retries: int,
+        *,
+        stream: bool = False,
     ) -> requests.Response:
+        """The leader's answer; with `stream`, its body is still to be read
+        (from `raw`, and the response closed after)."""
         with self._lock:
             session = self._sessions.get(api_addr)
             if session is None:
@@ -178,6 +182,7 @@ class Cluster:
                     headers=headers,
                     timeout=(self.connect_timeout_s, timeout_s),
                     allow_redirects=False,
+                    stream=stream,
                 )
             except requests.ConnectionError as e:
                 if attempt == retries or not _never_left(e):

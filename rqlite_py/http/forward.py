@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import requests
+import urllib3
 
 from ..cluster import FORWARDED_HEADER
 from . import params
@@ -17,7 +19,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
 _PASSED_HEADERS = ("Content-Type", "Authorization")
-_RETURNED_HEADERS = ("X-RQLITE-SERVED-BY", "Location")
+_RETURNED_HEADERS = ("X-RQLITE-SERVED-BY", "Location", "Content-Encoding")
+READ_AT_ONCE_BYTES = 1 << 20
+"""A leader's reply up to this size is read whole; a larger one (a backup)
+is relayed as it arrives, so a follower never holds a whole database."""
 
 
 def to_leader(ctx: Context, req: Request) -> Reply:
@@ -37,11 +42,33 @@ def to_leader(ctx: Context, req: Request) -> Reply:
     headers = {h: req.headers[h.lower()] for h in _PASSED_HEADERS if h.lower() in req.headers}
     try:
         r = store.cluster.forward(
-            api, req.method, req.target, req.body, headers, timeout_s, p.retries
+            api, req.method, req.target, req.body, headers, timeout_s, p.retries, stream=True
         )
-    except requests.RequestException as e:
+        body = _body(r)
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
         log.warning("forwarding %s to the leader at %s failed: %s", req.path, api, e)
         return json_error(req, f"forwarding to leader failed: {e}")
-    out = Reply(r.status_code, r.content, r.headers.get("Content-Type", ""))
+    out = Reply(r.status_code, body, r.headers.get("Content-Type", ""))
     out.headers = [(h, r.headers[h]) for h in _RETURNED_HEADERS if h in r.headers]
     return out
+
+
+def _body(r: requests.Response) -> bytes | Iterator[bytes]:
+    """The leader's body as it was sent: a gzip backup stays compressed,
+    with its Content-Encoding passed on."""
+    length = r.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) <= READ_AT_ONCE_BYTES:
+        try:
+            return r.raw.read(decode_content=False)
+        finally:
+            r.close()
+    return _relay(r)
+
+
+def _relay(r: requests.Response) -> Iterator[bytes]:
+    """A MiB at a time. Should the leader fail midway, the client's
+    chunked reply ends without its last chunk: a truncation it can see."""
+    try:
+        yield from r.raw.stream(1 << 20, decode_content=False)
+    finally:
+        r.close()
