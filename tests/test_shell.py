@@ -415,6 +415,19 @@ def test_help_lists_every_command() -> None:
     assert all(len(line.split(None, 1)) == 2 for line in lines)
 
 
+def test_an_answer_that_is_not_rqlite_json_is_one_line() -> None:
+    sh, _, out, err = session(
+        [response("<html>proxy error</html>"), response([1, 2]), response({"results": ["x"]})]
+    )
+    feed(sh, "SELECT 1;\nSELECT 2;\nSELECT 3;")
+    assert err.getvalue().splitlines() == [
+        "ERR! unexpected answer from the node: '<html>proxy error</html>'",
+        "ERR! unexpected answer from the node: '[1, 2]'",
+        'ERR! unexpected answer from the node: \'{"results": ["x"]}\'',
+    ]
+    assert out.getvalue() == ""
+
+
 def test_unauthorized_is_said_plainly() -> None:
     sh, _, _, err = session([response("", 401)])
     feed(sh, "INSERT INTO t VALUES(1);")

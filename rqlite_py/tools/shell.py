@@ -362,11 +362,13 @@ class Shell:
             )
         try:
             doc = json.loads(resp.text, parse_float=table.Number)
-        except ValueError as e:
-            raise ClientError(f"the node's answer is not JSON: {resp.text[:200]!r}") from e
+        except ValueError:
+            doc = None
+        results = doc.get("results") if isinstance(doc, dict) else None
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            raise ClientError(f"unexpected answer from the node: {resp.text[:200]!r}")
         if doc.get("error"):
-            raise ClientError(doc["error"])
-        results = doc.get("results") or []
+            raise ClientError(str(doc["error"]))
         return results[0] if results else None
 
     # -- dot-commands -------------------------------------------------------------
@@ -416,15 +418,6 @@ def one_arg(args: list[str], what: str) -> str:
     if len(args) != 1:
         raise ClientError(f"please give {what}")
     return args[0]
-
-
-def switch(args: list[str], current: bool) -> bool:
-    """on|off; without an argument, what it is now (shown by the caller)."""
-    if not args:
-        return current
-    if args != ["on"] and args != ["off"]:
-        raise ClientError(f"invalid option {' '.join(args)!r}: use 'on' or 'off'")
-    return args == ["on"]
 
 
 def cmd_help(sh: Shell, _args: list[str]) -> None:
@@ -485,10 +478,12 @@ def cmd_consistency(sh: Shell, args: list[str]) -> None:
 
 
 def cmd_timer(sh: Shell, args: list[str]) -> None:
-    if args:
-        sh.timer = switch(args, sh.timer)
-    else:
+    if not args:
         sh.say("on" if sh.timer else "off")
+    elif args in (["on"], ["off"]):
+        sh.timer = args == ["on"]
+    else:
+        raise ClientError(f"invalid option {' '.join(args)!r}: use 'on' or 'off'")
 
 
 def cmd_remove(sh: Shell, args: list[str]) -> None:
