@@ -275,6 +275,18 @@ def _protocol(client_common_name: str) -> type[HttpToolsProtocol]:
         def expired(self, now: float) -> bool:
             return now > self._deadline
 
+        def shutdown(self) -> None:
+            """An idle HTTPS connection is aborted at a stop, not closed:
+            closing waits for the client's TLS close_notify, which a client
+            idling on a pooled connection never sends, and every stop of
+            an HTTPS node then took uvicorn's whole grace period (10 s).
+            Nothing is lost: no request is in flight on it."""
+            idle = self.cycle is None or self.cycle.response_complete
+            if idle and self.transport.get_extra_info("sslcontext") is not None:
+                self.transport.abort()
+                return
+            super().shutdown()
+
     return Protocol
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from pathlib import Path
 
 import requests
@@ -96,3 +97,20 @@ def test_a_cluster_over_tls_replicates_forwards_and_refuses_strangers(tmp_path: 
         stranger.stop()
         for n in cluster.nodes:
             n.stop()
+
+
+def test_an_https_node_stops_at_once_though_a_client_keeps_a_connection_open(
+    tmp_path: Path,
+) -> None:
+    ca = Authority.create(tmp_path)
+    node = secure_node(tmp_path, ca, "n1").start()
+    try:
+        # The session keeps its connection in its pool, idle, as clients do.
+        assert node.get("/status").status_code == 200
+        started = time.monotonic()
+        assert node.terminate(timeout_s=20) == 0
+        # It waited for the client's TLS close_notify until uvicorn's grace
+        # period (10 s) ran out.
+        assert time.monotonic() - started < 5
+    finally:
+        node.stop()
