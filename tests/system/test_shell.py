@@ -384,6 +384,36 @@ def test_the_cluster_commands_on_three_nodes(cluster3: LocalCluster) -> None:
     for n in cluster3.nodes:
         assert nodes[n.node_id]["api_addr"] == f"http://127.0.0.1:{n.http_port}"
 
+    # Through the follower, the schema and a strong read (one more log entry
+    # on the leader); .indexes finds none.
+    before = last_log_index(leader)
+    run = pipe(
+        follower, ".tables\n.schema\n.indexes\n.consistency strong\nSELECT count(*) FROM t;\n"
+    )
+    assert (run.returncode, run.stderr) == (0, "")
+    assert run.stdout.split("\n") == [
+        "+------+",
+        "| name |",
+        "+------+",
+        "| t    |",
+        "+------+",
+        "+--------------------+",
+        "| sql                |",
+        "+--------------------+",
+        "| CREATE TABLE t (a) |",
+        "+--------------------+",
+        "+------+",
+        "| name |",
+        "+------+",
+        "+----------+",
+        "| count(*) |",
+        "+----------+",
+        "| 1        |",
+        "+----------+",
+        "",
+    ]
+    assert last_log_index(leader) == before + 1
+
     run = pipe(follower, f".remove {victim.node_id}\n.nodes\n.remove\n")
     assert run.stderr == "ERR! please give the ID of the node to remove\n"
     assert names(run.stdout.splitlines()) == sorted(n.node_id for n in (leader, follower))
