@@ -583,9 +583,7 @@ def test_over_https_with_a_client_certificate(tmp_path: Path) -> None:
         )
         assert len(run.stderr.splitlines()) == 1
     finally:
-        # Not stop(): an HTTPS node takes its whole 10 s grace to stop
-        # (uvicorn: "timeout graceful shutdown exceeded"), whatever the shell did.
-        node.kill()
+        node.stop()
 
 
 def test_every_way_in_starts_the_same_shell(node: Node, tmp_path: Path) -> None:
