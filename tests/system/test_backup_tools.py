@@ -160,9 +160,7 @@ def test_over_https_a_dump_and_a_file_restore_fresh_single_nodes(
             made = tool("backup", *flags, "--format", fmt, "--dest", str(dest))
             assert made.returncode == 0 and "t: 200 rows" in made.stdout, made.stderr
     finally:
-        # kill -9: an HTTPS node's SIGTERM waits out uvicorn's 10 s graceful
-        # shutdown, and nothing here depends on a clean stop.
-        source.kill()
+        source.stop()
     # Each format has its own retention: the dump did not push out the file.
     by_fmt = {b.fmt: b.path for b in map(parse_name, dest.iterdir()) if b is not None}
     assert sorted(by_fmt) == ["binary", "sql"] and len(files(dest)) == 2
