@@ -229,7 +229,7 @@ def test_services_hardening_exposure(tmp_path: Path) -> None:
 
 def test_units_agree_with_each_other() -> None:
     """What the docs and the other settings rely on: the data dir argument is
-    the StateDirectory, the start timeout outlasts the readiness deadline,
+    the StateDirectory and the ReadWritePaths, the start timeout outlasts the readiness deadline,
     the timer runs daily and catches up, every env file sets every variable
     ExecStart and ExecStartPost use."""
     node = unit_settings("rqlite-py@.service")
@@ -238,6 +238,7 @@ def test_units_agree_with_each_other() -> None:
         argv = expand(one(node, "Service", "ExecStart"), env, instance)
         state_dir = one(node, "Service", "StateDirectory").replace("%i", instance)
         assert argv[-1] == f"/var/lib/{state_dir}"
+        assert one(node, "Service", "ReadWritePaths").replace("%i", instance) == argv[-1]
         assert argv[argv.index("-node-id") + 1] == instance
         ready = expand(one(node, "Service", "ExecStartPost"), env, instance)
         assert ready[-1].endswith("/readyz?noleader")
