@@ -27,6 +27,7 @@ from .logstore import LogStoreError
 from .raft.types import NodeId
 from .snapshots import SnapshotError
 from .store import Store, StoreConfig, StoreError
+from .tools import shell
 
 log = logging.getLogger("rqlite_py")
 
@@ -59,8 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["shell"]:
         # `rqlite-py shell` is rqlite-py-shell, the interactive client.
-        from .tools import shell
-
         return shell.main(args[1:])
     try:
         cfg, warnings = config.parse_args(args)
