@@ -76,6 +76,24 @@ def test_http_requests_are_counted_by_endpoint_and_code_never_by_path() -> None:
     assert abs(sample(s, "rqlite_http_request_seconds_sum", endpoint="execute") - 0.007) < 1e-9
 
 
+def test_histogram_buckets_are_cumulative_and_a_bound_holds_its_own_value() -> None:
+    m = NodeMetrics()
+    for seconds in (0.0001, 0.0002, 0.001, 7.0):
+        m.apply_seconds.observe(seconds)
+    s = parse(m.render().decode())
+
+    def le(bound: str) -> float:
+        return sample(s, "rqlite_fsm_apply_seconds_bucket", le=bound)
+
+    assert le("0.0001") == 1  # le is "less than or equal"
+    assert le("0.00025") == 2
+    assert le("0.001") == 3
+    assert le("5.0") == 3
+    assert le("+Inf") == 4
+    assert sample(s, "rqlite_fsm_apply_seconds_count") == 4
+    assert abs(sample(s, "rqlite_fsm_apply_seconds_sum") - 7.0013) < 1e-9
+
+
 def test_a_store_counts_proposals_fsyncs_applies_and_snapshots(store: Store) -> None:
     client = AppClient(create_app(store))
     before = parse(client.get("/metrics").text)
