@@ -334,8 +334,8 @@ def download(
         params["noleader"] = ""
     resp = client.checked("GET", "/db/backup", params=params, stream=True)
     with resp:
-        # A follower that forwards to the leader answers with the body
-        # already decoded and no Content-Encoding, so trust the header.
+        # Trust the header: a node that forwards as older rqlite-py did
+        # answers with the body already decoded and no Content-Encoding.
         encoding = resp.headers.get("Content-Encoding", "").lower()
         gunzip = _Gunzip() if encoding == "gzip" else None
         meter = Progress(sys.stderr, f"backup from {client.current}") if progress else None
