@@ -882,7 +882,8 @@ def usage() -> str:
     lines = [
         "rqlite-py: a replicated SQLite database service, compatible with rqlite.",
         "",
-        "Usage: rqlited [flags] [<data directory>]",
+        "Usage: rqlite-py [flags] [<data directory>]",
+        "       rqlite-py shell [shell flags]   (the interactive client; rqlite-py shell -h)",
         "",
         f"The data directory defaults to ./{DEFAULT_DATA_DIR} (an rqlite-py extension).",
         "Flags take one or two dashes; booleans are -flag or -flag=false.",

@@ -414,7 +414,8 @@ def test_help_requested(arg: str) -> None:
     with pytest.raises(HelpRequested) as info:
         parse_args(["-fk", arg, "-no-such-flag"])
     assert info.value.usage == usage()
-    assert "Usage: rqlited" in info.value.usage
+    assert "Usage: rqlite-py [flags]" in info.value.usage
+    assert "rqlite-py shell" in info.value.usage
 
 
 def test_help_is_not_a_flag_error() -> None:
