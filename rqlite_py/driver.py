@@ -618,19 +618,32 @@ class Driver:
             p.answered = True
 
     def _apply(self, p: _Pending, upto: int) -> None:
-        """Apply the Ready's committed entries before position `upto`."""
+        """Apply the Ready's committed entries before position `upto`, then
+        answer their proposals. Answering each entry as soon as it was
+        applied woke the HTTP event loop between entries, and each SQLite
+        call that released the GIL then let it in: at 32 clients the
+        leader's apply of a one-INSERT entry took 199 µs of wall time (89 of
+        them its own CPU), 78 µs once the batch was answered at its end, and
+        writes/s rose x1.27 (A/B, 8 rounds; issue 7). A batch is a few
+        dozen entries at most: its first client waits well under a
+        millisecond more. What was applied before a failure is answered."""
         rd = p.rd
-        while p.applied < upto:
-            e = rd.committed_entries[p.applied]
-            mine = self._proposals.get(e.index)
-            start = time.perf_counter()
-            if mine is not None and mine.term == e.term:  # the very entry proposed here
-                results = self.fsm.apply_entry(e, mine.decoded)
-            else:
-                results = self.fsm.apply_entry(e, counted=False)  # nobody waits for them
-            self.metrics.apply_seconds.observe(time.perf_counter() - start)
-            p.applied += 1
-            self._complete(e.index, e.term, results)
+        applied: list[tuple[Index, Term, list[Result]]] = []
+        try:
+            while p.applied < upto:
+                e = rd.committed_entries[p.applied]
+                mine = self._proposals.get(e.index)
+                start = time.perf_counter()
+                if mine is not None and mine.term == e.term:  # the very entry proposed here
+                    results = self.fsm.apply_entry(e, mine.decoded)
+                else:
+                    results = self.fsm.apply_entry(e, counted=False)  # nobody waits for them
+                self.metrics.apply_seconds.observe(time.perf_counter() - start)
+                p.applied += 1
+                applied.append((e.index, e.term, results))
+        finally:
+            for index, term, results in applied:
+                self._complete(index, term, results)
 
     def _stall(self, error: DiskError) -> None:
         """The disk failed while carrying out a Ready: refuse what waits on

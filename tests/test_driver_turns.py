@@ -176,3 +176,36 @@ def test_the_transport_says_whether_more_of_a_peers_messages_wait() -> None:
         assert got == [(1, True), (2, False), (3, False)]
     finally:
         t.stop()
+
+
+def test_a_batch_of_proposals_is_answered_once_all_of_it_is_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answering each entry as soon as it was applied woke the HTTP event
+    loop between entries, and it then held the GIL while the Raft loop
+    waited to apply the next one (issue 7: a leader at 32 clients applied
+    an entry in 199 µs instead of 78, and served x1.27 writes once its
+    answers waited for the batch)."""
+    d, _ = _driver(tmp_path, ["n1"], "n1")
+    d.start()
+    try:
+        d.campaign()
+        wait_for("leadership", lambda: d.status.role.value == "Leader")
+        d.propose(cmd("CREATE TABLE t(v)")).result(5)
+        first = d.fsm.applied_index + 1
+        applying, release = hold_apply(monkeypatch, d.fsm, first)
+        held = d.propose(cmd("INSERT INTO t VALUES(0)"))
+        assert applying.wait(10)
+        # Queued while the loop is busy: one Ready appends them, the next
+        # commits and applies all three.
+        batch = [d.propose(cmd(f"INSERT INTO t VALUES({i})")) for i in (1, 2, 3)]
+        seen: list[int] = []
+        for fut in batch:
+            fut.add_done_callback(lambda _f: seen.append(d.fsm.applied_index))
+        release.set()
+        held.result(5)
+        assert [fut.result(5)[0] for fut in batch] == [first + 1, first + 2, first + 3]
+        assert seen == [first + 3] * 3
+    finally:
+        d.stop()
+        d.fsm.db.close()
