@@ -185,15 +185,17 @@ class Cluster:
                     stream=stream,
                 )
             except requests.ConnectionError as e:
-                if attempt == retries or not _never_left(e):
+                if attempt == retries or not never_sent(e):
                     raise
         raise AssertionError("unreachable")
 
 
-def _never_left(e: requests.ConnectionError) -> bool:
-    """True only when no byte of the request can have reached the leader:
-    the connection was refused or timed out while connecting."""
+def never_sent(e: requests.RequestException) -> bool:
+    """True only when no byte of the request can have reached the node: no
+    connection was made (refused, not resolved, or timed out connecting)."""
     if isinstance(e, requests.ConnectTimeout):
         return True
     reason = getattr(e.args[0], "reason", None) if e.args else None
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    # urllib3 2 derives NewConnectionError (refused, unreachable) and
+    # NameResolutionError from ConnectTimeoutError.
+    return isinstance(reason, urllib3.exceptions.ConnectTimeoutError)

@@ -26,6 +26,8 @@ from .command import Statement, Statements
 from .disk import environmental
 from .results import ExecuteResult, QueryResult, Result, Value
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""How every SQLite database file begins."""
 BUSY_TIMEOUT_MS = 5000
 READER_CACHE_KIB = 512
 WRITE_VIA_QUERY = "attempt to change database via query operation"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 from collections.abc import Iterator
 
 import apsw
@@ -78,3 +79,13 @@ def guarded() -> Iterator[None]:
         if d is None or d is e:
             raise
         raise d from e
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a directory's entries durable: a file renamed into it survives
+    a crash only once the directory itself is synced."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -15,6 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from .disk import fsync_dir
 from .raft.types import ConfState, Index, SnapshotMeta, Term
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,6 @@ class SnapshotFile:
     path: str
     size: int
     sha256: str
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def file_sha256(path: str) -> str:

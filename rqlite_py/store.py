@@ -60,7 +60,6 @@ from .write_queue import QueueClosedError, QueueConfig, WriteQueue
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 # VM steps per second of db_timeout for writes: a deterministic stand-in for
 # wall-clock time, so every node interrupts a runaway write at the same step.
@@ -444,7 +443,7 @@ class Store:
         """A SQLite file replaces the database on every node, through the
         log; SQL text runs as one statement string, undone on error."""
         self._require_leader()
-        if data.startswith(SQLITE_HEADER):
+        if data.startswith(db.SQLITE_HEADER):
             # One piece at a time: each Ready then carries at most one piece,
             # so persisting it never stalls the Raft loop long enough to
             # cost the leader its lease. The last piece replaces the database.
@@ -463,7 +462,7 @@ class Store:
     def boot(self, data: bytes) -> None:
         """POST /boot: a single node takes the file as its database directly
         (no log entry), then snapshots so that the file is what it restarts from."""
-        if not data.startswith(SQLITE_HEADER):
+        if not data.startswith(db.SQLITE_HEADER):
             raise InvalidSQLiteError()
         raft = self.raft
         if len(raft.voters) + len(raft.learners) != 1:

@@ -19,6 +19,17 @@ class Files:
     cert: str
     key: str
 
+    @property
+    def pair(self) -> tuple[str, str]:
+        """(certificate, key), as requests' `cert` takes them."""
+        return self.cert, self.key
+
+    def https_flags(self, ca: Authority, *, verify_client: bool = False) -> list[str]:
+        """rqlite-py's flags to serve HTTPS with this certificate, trusting
+        `ca` (and with `verify_client`, requiring clients to show one)."""
+        flags = ["-http-cert", self.cert, "-http-key", self.key, "-http-ca-cert", ca.path]
+        return flags + (["-http-verify-client"] if verify_client else [])
+
 
 @dataclass
 class Authority:

@@ -101,10 +101,6 @@ def test_a_peer_without_a_valid_certificate_cannot_call_or_inject(
     assert b.got.empty()
 
 
-def _files(f: Files) -> tuple[str, str]:
-    return f.cert, f.key
-
-
 def test_a_server_with_a_certificate_from_another_ca_is_not_trusted(
     tmp_path: Path, ca: Authority, peers: list[Peer]
 ) -> None:
@@ -184,24 +180,15 @@ def _served_serial(addr: str, ca: Authority) -> int:
 
 def https_node(tmp_path: Path, ca: Authority, *extra: str) -> Node:
     files = ca.issue(tmp_path / "srv", "api")
-    node = Node(
-        tmp_path / "n1",
-        "-http-cert",
-        files.cert,
-        "-http-key",
-        files.key,
-        "-http-ca-cert",
-        ca.path,
-        *extra,
-    )
-    node.use_https(ca.path, _files(ca.issue(tmp_path / "admin", "alice")))
+    node = Node(tmp_path / "n1", *files.https_flags(ca), *extra)
+    node.use_https(ca.path, ca.issue(tmp_path / "admin", "alice").pair)
     return node.start()
 
 
 def test_https_with_client_certificates(tmp_path: Path, ca: Authority) -> None:
     node = https_node(tmp_path, ca, "-http-verify-client")
     try:
-        client = _files(ca.issue(tmp_path / "cli", "carol"))
+        client = ca.issue(tmp_path / "cli", "carol").pair
         r = requests.get(node.url + "/status", verify=ca.path, cert=client, timeout=10)
         assert r.status_code == 200
         assert r.json()["store"]["nodes"][0]["api_addr"].startswith("https://")
@@ -220,7 +207,7 @@ def test_https_checks_the_clients_common_name(tmp_path: Path, ca: Authority) -> 
     try:
         ok = node.get("/status")  # the session's certificate names alice
         assert ok.status_code == 200
-        bob = _files(ca.issue(tmp_path / "b", "bob"))
+        bob = ca.issue(tmp_path / "b", "bob").pair
         with pytest.raises(requests.ConnectionError):
             requests.get(node.url + "/status", verify=ca.path, cert=bob, timeout=10)
         assert "refusing an HTTPS client whose certificate names 'bob'" in node.logs()
@@ -234,7 +221,7 @@ def test_a_bad_certificate_file_is_a_clear_error(tmp_path: Path, ca: Authority) 
         tls.server_context(tls.Identity(str(tmp_path / "bad.crt"), str(tmp_path / "bad.crt")))
     files = ca.issue(tmp_path, "n")
     with pytest.raises(tls.TlsError, match="cannot load CA certificate"):
-        tls.server_context(tls.Identity(*_files(files)), str(tmp_path / "missing-ca.pem"))
+        tls.server_context(tls.Identity(*files.pair), str(tmp_path / "missing-ca.pem"))
     assert isinstance(tls.client_context(None), ssl.SSLContext)
 
 

@@ -37,10 +37,11 @@ import requests
 import urllib3
 
 from .. import authorizer
+from ..db import SQLITE_HEADER
+from ..disk import fsync_dir
 from .client import Client, ClientError, add_connection_arguments, options_from_args
 
 PROG = "rqlite-py-backup"
-SQLITE_HEADER = b"SQLite format 3\x00"
 EXTENSIONS = {"binary": "sqlite3", "sql": "sql"}
 """The file name's extension for each --format."""
 PREFIX = "rqlite-py-backup-"
@@ -132,7 +133,7 @@ def prune(dir: Path, keep_daily: int, keep_weekly: int, now: datetime) -> list[P
             b.path.unlink()
             removed.append(b.path)
     if removed:
-        _fsync_dir(dir)
+        fsync_dir(dir)
     return removed
 
 
@@ -403,15 +404,7 @@ def atomic_file(dest: Path) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(dest.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(dest.parent)
 
 
 # -- the command --------------------------------------------------------------------
@@ -463,7 +456,7 @@ def run(args: argparse.Namespace, now: datetime) -> None:
         )
         counts = verify(staging, args.fmt)
         os.replace(staging, final)
-        _fsync_dir(dest_dir)
+        fsync_dir(dest_dir)
     except OSError as e:
         raise ClientError(_write_error(final, e)) from e
     finally:

@@ -24,6 +24,8 @@ from typing import Any
 import requests
 from urllib3.exceptions import ConnectTimeoutError, InsecureRequestWarning, NameResolutionError
 
+from ..cluster import never_sent
+
 CONNECT_TIMEOUT_S = 5.0
 """How long to wait for a connection before trying the next node: a host
 that is down answers nothing, and the whole request timeout (30 s) per
@@ -219,17 +221,6 @@ class Client:
         # The node in use stays in use; the others follow, leader first.
         rest = [a for a in addrs + self.nodes[1:] if a != self.current]
         self.nodes = [self.current, *dict.fromkeys(rest)]
-
-
-def never_sent(e: requests.RequestException) -> bool:
-    """True when no connection was made, so the node saw nothing: refused,
-    not resolved, or timed out while connecting."""
-    if isinstance(e, requests.ConnectTimeout):
-        return True
-    reason = getattr(e.args[0], "reason", None) if e.args else None
-    # urllib3 2 derives NewConnectionError (refused, unreachable) and
-    # NameResolutionError from ConnectTimeoutError.
-    return isinstance(reason, ConnectTimeoutError)
 
 
 def describe(e: requests.RequestException) -> str:

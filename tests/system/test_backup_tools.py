@@ -127,19 +127,8 @@ def secure_node(tmp_path: Path, ca: Authority, name: str) -> tuple[Node, list[st
     tools' flags to reach it."""
     server = ca.issue(tmp_path / "certs" / name, name)
     client = ca.issue(tmp_path / "certs" / "client", "client")
-    node = Node(
-        tmp_path / name,
-        *FAST,
-        "-http-cert",
-        server.cert,
-        "-http-key",
-        server.key,
-        "-http-ca-cert",
-        ca.path,
-        "-http-verify-client",
-        node_id=name,
-    )
-    node.use_https(ca.path, (client.cert, client.key))
+    node = Node(tmp_path / name, *FAST, *server.https_flags(ca, verify_client=True), node_id=name)
+    node.use_https(ca.path, client.pair)
     flags = ["-s", "https", "-p", str(node.http_port), "-c", ca.path]
     return node, [*flags, "-d", client.cert, "-k", client.key]
 

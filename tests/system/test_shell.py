@@ -551,12 +551,8 @@ def test_unreachable_and_unauthorized_are_one_line_errors(
 def test_over_https_with_a_client_certificate(tmp_path: Path) -> None:
     ca = Authority.create(tmp_path / "ca")
     files = ca.issue(tmp_path / "certs", "n1")
-    node = Node(
-        tmp_path / "n1",
-        *("-http-cert", files.cert, "-http-key", files.key),
-        *("-http-ca-cert", ca.path, "-http-verify-client"),
-    )
-    node.use_https(ca.path, (files.cert, files.key))
+    node = Node(tmp_path / "n1", *files.https_flags(ca, verify_client=True))
+    node.use_https(ca.path, files.pair)
     node.start()
     try:
         mine = ("-s", "https", "-d", files.cert, "-k", files.key)

@@ -29,17 +29,11 @@ def secure_node(tmp_path: Path, ca: Authority, name: str, *extra: str) -> Node:
         "-node-ca-cert",
         ca.path,
         "-node-verify-client",
-        "-http-cert",
-        files.cert,
-        "-http-key",
-        files.key,
-        "-http-ca-cert",
-        ca.path,
-        "-http-verify-client",
+        *files.https_flags(ca, verify_client=True),
         *extra,
         node_id=name,
     )
-    node.use_https(ca.path, (files.cert, files.key))
+    node.use_https(ca.path, files.pair)
     return node
 
 
