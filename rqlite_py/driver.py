@@ -65,6 +65,9 @@ PRECHECKPOINT_WALS = 8
 preceded by a checkpoint beside writes (see _begin_precheckpoint)."""
 PRECHECKPOINT_DEFAULT_BYTES = 32 << 20
 """The same when -raft-snap-wal-size is 0."""
+COMMIT_DELAY_S = 0.01
+"""How long a COMMIT message is held back for the next append or heartbeat
+to the same peer, which carries the same news (see _send)."""
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 1.0
 """Back-off between attempts while the disk fails."""
@@ -142,6 +145,11 @@ class _Pending:
     """How many of rd.committed_entries are applied."""
     answered: bool = False
     """rd.messages_after_persist went out (see _persist)."""
+    handed: bool = False
+    """Begun by a proposing thread, left for the loop's to carry out (see
+    _propose_here); not a stall."""
+    early: bool = False
+    """rd.messages went out before the Ready's persistence (see _handle)."""
     since: float = 0.0
     backoff: float = RETRY_MIN_S
 
@@ -224,6 +232,9 @@ class Driver:
         """The loop's thread has work in hand or about to be: deliver then
         queues, instead of making it wait for the turn."""
         self._next_tick = 0.0
+        self._held: dict[NodeId, Message] = {}
+        """COMMIT messages held back, by peer (see _send)."""
+        self._held_until = 0.0
         self._next_snapshot_check = 0.0
         self._conf_seen = ConfState()
         self._thread = threading.Thread(target=self._loop, name=f"raft-{node_id}", daemon=True)
@@ -287,7 +298,7 @@ class Driver:
             self.metrics.proposals.inc()
             self._proposals[index] = _Proposal(self.core.term, fut, decoded)
 
-        self._submit(do, fut)
+        self._submit(do, fut, here=True)
         return fut
 
     def read_index(self) -> Future[Index]:
@@ -430,7 +441,12 @@ class Driver:
                 lambda: self.fsm.applied_index >= index, timeout=timeout_s
             )
 
-    def _submit(self, do: Callable[[], None], fut: Future[object]) -> None:  # type: ignore[type-arg]
+    def _submit(
+        self,
+        do: Callable[[], None],
+        fut: Future[object],  # type: ignore[type-arg]
+        here: bool = False,
+    ) -> None:
         if not self._running or self.fatal is not None:
             fut.set_exception(ShutdownError("node is shutting down"))
             return
@@ -438,7 +454,43 @@ class Driver:
         if error is not None:
             fut.set_exception(error)
             return
-        self._inbox.put(_Work(do, fut))
+        work = _Work(do, fut)
+        if not (here and self._propose_here(work)):
+            self._inbox.put(work)
+
+    def _propose_here(self, work: _Work) -> bool:
+        """Step a proposal on the calling thread if the loop's is idle, send
+        the Ready's appends from here, and leave the rest of it (persist,
+        apply, advance) to the loop's thread. On a leader the followers'
+        save is the write's path and the leader's own runs beside it: the
+        wake-up of the loop's thread (111 µs traced at one client, issue 7)
+        now comes after the appends are sent, not before. False: the loop
+        is busy, and the proposal is left to it, queued."""
+        if self._loop_awake or not self._inbox.empty():
+            return False
+        if not self._turn.acquire(blocking=False):
+            return False
+        try:
+            if self._pending is not None or not self._running:
+                return False
+            try:
+                self._do(work)
+                if self.core.has_ready():
+                    rd = self.core.ready()
+                    self._notice_conf()
+                    early = self._early(rd)
+                    if early:
+                        self._send_all(rd.messages)
+                    self._pending = _Pending(
+                        rd, was_leader=self.status.role is Role.LEADER, handed=True, early=early
+                    )
+            except BaseException as e:  # as in _loop: stop loudly
+                self._die(e)
+        finally:
+            self._turn.release()
+        if self._pending is not None or not self._running:
+            self._wake()  # the loop's thread carries on (or stops)
+        return True
 
     def _wake(self) -> None:
         self._inbox.put(_Work(lambda: None))
@@ -469,17 +521,25 @@ class Driver:
             self._next_tick = time.monotonic() + self.timing.tick_s
             self._next_snapshot_check = self._next_tick
         while self._running:
-            if self._pending is not None:
+            if self._pending is not None and not self._pending.handed:
                 with self._turn:
                     self._retry_pending()
                 continue
-            timeout = max(0.0, self._next_tick - time.monotonic())
+            wake_at = self._next_tick
+            if self.status.role is Role.LEADER:
+                # A COMMIT held by another thread's turn must not wait for a
+                # whole tick: look at least every COMMIT_DELAY_S.
+                wake_at = min(wake_at, time.monotonic() + COMMIT_DELAY_S)
+            timeout = max(0.0, wake_at - time.monotonic())
             try:
                 work: _Work | None = self._inbox.get(timeout=timeout)
             except queue.Empty:
                 work = None
             self._loop_awake = True
             with self._turn:
+                if self._pending is not None and self._pending.handed:
+                    self._pending.handed = False
+                    self._carry_out(self._pending)
                 if self._pending is not None:
                     if work is not None:
                         self._refuse(work)
@@ -509,6 +569,8 @@ class Driver:
             self._handle(self.core.ready())
         if self._pending is not None:
             return
+        if self._held and now >= self._held_until:
+            self._send_held()
         self._complete_snapshot_copy()
         if now >= self._next_snapshot_check:
             self._next_snapshot_check = now + self.snap_interval_s
@@ -517,6 +579,15 @@ class Driver:
                     self._begin_precheckpoint()
                 else:
                     self._snapshot_now()
+        self._notice_conf()
+
+    def _notice_conf(self) -> None:
+        """Tell the transport of a new configuration, before any message
+        of the Ready that holds it goes out: a node re-added with a new
+        address must get its messages there, not at the old address, where
+        the old process, still running, would answer for it (seen: the
+        leader counted the old process's acknowledgement as the new one's,
+        and never sent the new one the log)."""
         if self.core.conf is not self._conf_seen:
             self._conf_seen = self.core.conf
             if self._on_conf_change is not None:
@@ -531,28 +602,38 @@ class Driver:
             if not work.future.done():
                 work.future.set_exception(e)
 
-    def _handle(self, rd: Ready) -> None:
-        # Messages go out before the fsync, so that followers persist in
-        # parallel with the leader (dissertation §10.2.1). A leader's Ready
-        # with nothing to persist but entries to apply (a commit) applies
-        # first: the client waiting for that entry is answered before the
-        # leader spends time telling followers the new commit index.
-        early = (
+    @staticmethod
+    def _early(rd: Ready) -> bool:
+        """Do the Ready's messages go out before it is carried out?
+        Messages go out before the fsync, so that followers persist in
+        parallel with the leader (dissertation §10.2.1). A leader's Ready
+        with nothing to persist but entries to apply (a commit) applies
+        first: the client waiting for that entry is answered before the
+        leader spends time telling followers the new commit index."""
+        return (
             rd.soft_state.role is not Role.LEADER
             or bool(rd.entries)
             or rd.snapshot is not None
             or not rd.committed_entries
         )
+
+    def _handle(self, rd: Ready) -> None:
+        self._notice_conf()
+        early = self._early(rd)
         if early:
             self._send_all(rd.messages)
-        self._pending = _Pending(rd, was_leader=self.status.role is Role.LEADER)
+        p = _Pending(rd, was_leader=self.status.role is Role.LEADER, early=early)
+        self._pending = p
+        self._carry_out(p)
+
+    def _carry_out(self, p: _Pending) -> None:
         try:
             self._proceed()
         except DiskError as e:
             self._stall(e)
         finally:
-            if not early:
-                self._send_all(rd.messages)
+            if not p.early:
+                self._send_all(p.rd.messages)
 
     def _proceed(self) -> None:
         """Carry out the pending Ready from where it stopped. Raises
@@ -775,10 +856,36 @@ class Driver:
             self._send(m)
 
     def _send(self, m: Message) -> None:
+        """Send `m`, except a COMMIT: it is held back COMMIT_DELAY_S for the
+        next append or heartbeat to that peer, which carries the commit
+        index too. At one client a COMMIT to each follower right after
+        every write made both followers apply it while the leader answered
+        and the client sent its next write, on a machine with two cores;
+        held back, a follower applies the entry with the next append, while
+        that one is being saved (issue 7). When writes stop, followers
+        learn the last commit index within COMMIT_DELAY_S (hashicorp/raft,
+        under rqlite, waits its CommitTimeout, 50 ms by default)."""
+        if m.type is MsgType.COMMIT:
+            if not self._held:
+                self._held_until = time.monotonic() + COMMIT_DELAY_S
+            self._held[m.to] = m
+            return
+        if m.type is MsgType.APPEND or m.type is MsgType.HEARTBEAT:
+            held = self._held.get(m.to)
+            if held is not None and held.term == m.term and held.commit <= m.commit:
+                del self._held[m.to]
         if m.type is MsgType.SNAPSHOT:
             self._ship_snapshot(m)
         elif self._send_fn is not None:
             self._send_fn(m)
+
+    def _send_held(self) -> None:
+        held, self._held = self._held, {}
+        if self.core.role is not Role.LEADER:
+            return  # a deposed leader's news is stale
+        for m in held.values():
+            if m.term == self.core.term and self._send_fn is not None:
+                self._send_fn(m)
 
     # -- snapshots ----------------------------------------------------------------
     def _snapshot_due(self) -> bool:

@@ -7,14 +7,25 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from rqlite_py import transport, wire
+from rqlite_py import driver, transport, wire
 from rqlite_py.disk import DiskError
-from rqlite_py.driver import Driver, ShutdownError
-from rqlite_py.raft.types import Entry, Index, Message, MsgType, NodeId, Term
+from rqlite_py.driver import Driver, ShutdownError, Timing
+from rqlite_py.raft.types import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    Index,
+    Message,
+    MsgType,
+    NodeId,
+    Role,
+    Term,
+)
 from rqlite_py.results import Result
 from tests.test_disk_errors import FlakyLog, _driver, cmd, follower_append, hold_apply, wait_for
 
@@ -27,6 +38,9 @@ class Sent:
 
     def __call__(self, m: Message) -> None:
         self.messages.append((m, threading.current_thread().name))
+
+    def of(self, kind: MsgType) -> list[Message]:
+        return [m for m, _ in self.messages if m.type is kind]
 
     def acks(self, index: int) -> list[str]:
         """The threads that sent an acknowledgement of `index`."""
@@ -209,3 +223,160 @@ def test_a_batch_of_proposals_is_answered_once_all_of_it_is_applied(
     finally:
         d.stop()
         d.fsm.db.close()
+
+
+SLOW_TICKS = Timing(tick_s=1.0, election_ticks=10, heartbeat_ticks=1)
+"""No heartbeat within a test's few hundred milliseconds but the first."""
+
+
+@pytest.fixture
+def leader(tmp_path: Path) -> Iterator[tuple[Driver, FlakyLog, Sent]]:
+    """n1 leading n1 and n2, with n2's answers played by the test."""
+    sent = Sent()
+    d, storage = _driver(tmp_path, ["n1", "n2"], "n1", send=sent)
+    d.timing = SLOW_TICKS
+    d.start()
+    d.campaign()
+    for ask, answer in (
+        (MsgType.PRE_VOTE, MsgType.PRE_VOTE_RESP),
+        (MsgType.VOTE, MsgType.VOTE_RESP),
+    ):
+        wait_for(f"a {ask.name}", lambda ask=ask: bool(sent.of(ask)))
+        m = sent.of(ask)[0]
+        d.step(Message(answer, m.to, m.from_, m.term))
+    wait_for("leadership", lambda: d.status.role is Role.LEADER)
+    noop = d.core.log.last_index()
+    acknowledge(d, sent, noop)
+    fut = d.propose(cmd("CREATE TABLE t(v)"))
+    acknowledge(d, sent, noop + 1)
+    fut.result(5)
+    yield d, storage, sent
+    d.stop()
+    d.fsm.db.close()
+
+
+def acknowledge(d: Driver, sent: Sent, index: int) -> None:
+    """n2 has stored everything up to `index` (once it was sent)."""
+    wait_for(
+        f"entry {index} sent",
+        lambda: any(m.index + len(m.entries) >= index for m in sent.of(MsgType.APPEND)),
+    )
+    d.step(
+        Message(MsgType.APPEND_RESP, NodeId("n2"), NodeId("n1"), d.core.term, index=Index(index))
+    )
+
+
+def test_a_proposal_to_an_idle_loop_is_sent_by_the_proposer_and_saved_by_the_loop(
+    leader: tuple[Driver, FlakyLog, Sent],
+) -> None:
+    """The followers' save is a write's path; the leader's own runs beside
+    it, so the loop's thread is woken after the append is sent, not before."""
+    d, storage, sent = leader
+    fut, index = propose_idle(d, "INSERT INTO t VALUES(1)")
+    [(append, thread)] = [
+        (m, t)
+        for m, t in sent.messages
+        if m.type is MsgType.APPEND and m.entries and m.entries[-1].index == index
+    ]
+    assert thread == threading.current_thread().name  # sent before propose returned
+    wait_for("the entry saved by the loop", lambda: storage.last_index() == index)
+    acknowledge(d, sent, index)
+    assert fut.result(5)[0] == index
+    assert rows_of(d) == [(1,)]
+
+
+def test_a_proposal_while_the_loop_works_is_queued_behind_it(
+    leader: tuple[Driver, FlakyLog, Sent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, storage, sent = leader
+    first, index = propose_idle(d, "INSERT INTO t VALUES(1)")
+    applying, release = hold_apply(monkeypatch, d.fsm, index)
+    acknowledge(d, sent, index)
+    assert applying.wait(10)  # the loop's thread (or a deliverer) holds the turn
+    second = d.propose(cmd("INSERT INTO t VALUES(2)"))  # returns at once: queued
+    assert not second.done() and d.core.log.last_index() == index
+    release.set()
+    assert first.result(5)[0] == index
+    wait_for("the second entry sent", lambda: d.core.log.last_index() == index + 1)
+    acknowledge(d, sent, index + 1)
+    assert second.result(5)[0] == index + 1
+    assert rows_of(d) == [(1,), (2,)]
+
+
+def test_a_disk_failure_after_a_proposers_turn_is_retried_by_the_loop(
+    leader: tuple[Driver, FlakyLog, Sent],
+) -> None:
+    d, storage, sent = leader
+    wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
+    storage.failing.set()
+    fut = d.propose(cmd("INSERT INTO t VALUES(1)"))
+    with pytest.raises(DiskError):
+        fut.result(5)  # the loop's save failed: refused, and retried
+    wait_for("retries by the loop", lambda: storage.attempts >= 3)
+    storage.failing.clear()
+    wait_for("the entry saved", lambda: storage.last_index() == d.core.log.last_index())
+    assert d.disk_error is None
+    retry, index = propose_idle(d, "INSERT INTO t VALUES(2)")
+    acknowledge(d, sent, index)
+    retry.result(5)
+    assert rows_of(d) == [(1,), (2,)]  # the first entry committed after all
+
+
+def propose_idle(d: Driver, sql: str) -> tuple[Future[tuple[Index, list[Result]]], Index]:
+    """Propose once the loop is idle, so the entry is in the log on return."""
+    wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
+    fut = d.propose(cmd(sql))
+    return fut, d.core.log.last_index()
+
+
+def rows_of(d: Driver) -> list[tuple[object, ...]]:
+    return list(d.fsm.db.writer.execute("SELECT v FROM t ORDER BY v"))
+
+
+def test_the_commit_index_rides_on_the_next_append_instead_of_a_commit_message(
+    leader: tuple[Driver, FlakyLog, Sent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower holding every entry learns a new commit index from the
+    next append when one follows soon, and from a COMMIT message of its own
+    only when none does (issue 7: at one client, a COMMIT after every write
+    had both followers applying while the leader answered)."""
+    d, _, sent = leader
+    monkeypatch.setattr(driver, "COMMIT_DELAY_S", 0.3)
+    before = len(sent.of(MsgType.COMMIT))
+    _, first = propose_idle(d, "INSERT INTO t VALUES(1)")
+    acknowledge(d, sent, first)
+    wait_for("the first committed", lambda: d.status.commit_index == first)
+    _, second = propose_idle(d, "INSERT INTO t VALUES(2)")
+    [append] = [m for m in sent.of(MsgType.APPEND) if m.entries and m.entries[-1].index == second]
+    assert append.commit == first  # the news the held COMMIT had
+    acknowledge(d, sent, second)
+    wait_for("a COMMIT once writes stop", lambda: len(sent.of(MsgType.COMMIT)) > before)
+    assert [m.commit for m in sent.of(MsgType.COMMIT)[before:]] == [second]
+
+
+def test_the_transport_learns_a_new_configuration_before_its_messages_go_out(
+    leader: tuple[Driver, FlakyLog, Sent],
+) -> None:
+    """A node re-added under its id with a new address must get its
+    messages at the new one: the old process, still running at the old
+    address, would answer for it (a system test saw the leader count the
+    old process's acknowledgement as the new node's)."""
+    d, _, sent = leader
+    events: list[str] = []
+    d._on_conf_change = lambda conf: events.append(f"conf {conf.addr(NodeId('n3'))}")
+    real_send = d._send_fn
+    assert real_send is not None
+
+    def send(m: Message) -> None:
+        if m.to == "n3":
+            events.append(f"to n3 {m.type.name}")
+        real_send(m)
+
+    d._send_fn = send
+    fut = d.propose_conf_change(
+        ConfChange(ConfChangeType.ADD_LEARNER, NodeId("n3"), "10.0.0.3:4002")
+    )
+    wait_for("a message to n3", lambda: any(e.startswith("to n3") for e in events))
+    assert events[0] == "conf 10.0.0.3:4002"
+    acknowledge(d, sent, d.core.log.last_index())
+    fut.result(5)
