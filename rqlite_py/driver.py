@@ -6,8 +6,10 @@ inbox, and carries out each Ready in the order of the contract (types.Ready):
 send, persist and fsync, send what needed persistence, apply, advance. A
 peer's message that finds the loop idle is carried out the same way by the
 thread that read it (deliver), which saves a thread wake-up on the path of
-every write. Callers on other threads get futures, completed once their
-entry is applied (or their read may be served).
+every write. A proposal that finds the loop idle is stepped by the
+proposing thread, which sends the appends and leaves the rest of that Ready
+to the loop's thread (_propose_here). Callers on other threads get futures,
+completed once their entry is applied (or their read may be served).
 
 When the disk fails (full, I/O error), the Ready at hand is kept, never
 skipped: the step that failed is tried again with a back-off, and nothing

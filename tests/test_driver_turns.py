@@ -51,6 +51,11 @@ class Sent:
         ]
 
 
+def wait_idle(d: Driver) -> None:
+    """Until the loop's thread sleeps with nothing queued."""
+    wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
+
+
 def record_appliers(monkeypatch: pytest.MonkeyPatch, d: Driver) -> dict[int, str]:
     """Which thread applies each entry, from now on."""
     appliers: dict[int, str] = {}
@@ -80,7 +85,7 @@ def test_a_message_delivered_to_an_idle_loop_is_carried_out_by_the_deliverer(
     d, storage, sent = follower
     appliers = record_appliers(monkeypatch, d)
     me = threading.current_thread().name
-    wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
+    wait_idle(d)
     d.deliver(follower_append(1, 1, "CREATE TABLE t(v)"))
     d.deliver(follower_append(2, 2, "INSERT INTO t VALUES(1)"))
     # Saved, acknowledged and applied before deliver returned, on this
@@ -99,7 +104,7 @@ def test_a_message_with_more_behind_it_is_left_to_the_loop(
     Ready (on a follower, one fsync for several appends)."""
     d, storage, sent = follower
     appliers = record_appliers(monkeypatch, d)
-    wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
+    wait_idle(d)
     d.deliver(follower_append(1, 1, "CREATE TABLE t(v)"), more=True)
     d.deliver(follower_append(2, 2, "INSERT INTO t VALUES(1)"), more=True)
     wait_for("entry 2 applied", lambda: d.fsm.applied_index == 2)
@@ -127,7 +132,7 @@ def test_a_disk_failure_in_a_delivered_turn_is_retried_by_the_loop(
     follower: tuple[Driver, FlakyLog, Sent],
 ) -> None:
     d, storage, sent = follower
-    wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
+    wait_idle(d)
     storage.failing.set()
     d.deliver(follower_append(1, 1, "CREATE TABLE t(v)"))  # does not wait for the disk
     assert isinstance(d.disk_error, DiskError) and not sent.acks(2)
@@ -143,7 +148,7 @@ def test_a_broken_invariant_in_a_delivered_turn_stops_the_node(
     follower: tuple[Driver, FlakyLog, Sent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     d, _, _ = follower
-    wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
+    wait_idle(d)
 
     def broken(m: Message) -> None:
         raise AssertionError("an invariant")
@@ -307,7 +312,7 @@ def test_a_disk_failure_after_a_proposers_turn_is_retried_by_the_loop(
     leader: tuple[Driver, FlakyLog, Sent],
 ) -> None:
     d, storage, sent = leader
-    wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
+    wait_idle(d)
     storage.failing.set()
     fut = d.propose(cmd("INSERT INTO t VALUES(1)"))
     with pytest.raises(DiskError):
@@ -324,7 +329,7 @@ def test_a_disk_failure_after_a_proposers_turn_is_retried_by_the_loop(
 
 def propose_idle(d: Driver, sql: str) -> tuple[Future[tuple[Index, list[Result]]], Index]:
     """Propose once the loop is idle, so the entry is in the log on return."""
-    wait_for("the loop idle", lambda: not d._loop_awake and d._inbox.empty())
+    wait_idle(d)
     fut = d.propose(cmd(sql))
     return fut, d.core.log.last_index()
 
