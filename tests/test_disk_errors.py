@@ -911,7 +911,9 @@ def test_committed_entries_apply_while_the_next_save_runs_but_never_before_their
 ) -> None:
     """_persist: a follower applies entries it had stored while it saves
     new ones, and applies no entry before it is durable here, even when
-    the same append carries the entry and its commit."""
+    the same append carries the entry and its commit. (Any entry here: a
+    single small one is applied after the save, see the next test.)"""
+    monkeypatch.setattr(driver, "OVERLAP_BYTES", 0)
     storage = GatedLog(str(tmp_path / "raft.db"))
     conf = ConfState.of(["n1", "n2"], addrs={"n1": "127.0.0.1:1", "n2": "127.0.0.1:2"})
     storage.bootstrap(bootstrap_entry(conf), HardState(Term(1), commit=Index(1)))
@@ -958,6 +960,52 @@ def test_committed_entries_apply_while_the_next_save_runs_but_never_before_their
             storage.permits.release()
         d.stop()
         machine.db.close()
+
+
+def test_one_small_committed_entry_is_applied_after_the_save_on_the_same_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_worth_overlapping: at one client each append carries the commit of
+    the entry before it; handing the save to the saver's thread to apply
+    one INSERT beside it put a thread hand-over on the acknowledgement's
+    path. Two entries, or a large one, still overlap."""
+    savers: dict[int, str] = {}  # the thread that saved each entry
+    d, storage = _driver(tmp_path, ["n1", "n2"], "n2", send=lambda m: None)
+    real_save = storage.save
+
+    def save(entries: tuple[Entry, ...], hard_state: HardState | None) -> bool:
+        for e in entries:
+            savers[e.index] = threading.current_thread().name
+        return real_save(entries, hard_state)
+
+    monkeypatch.setattr(storage, "save", save)
+    applied_when: dict[int, int] = {}
+    real_apply = d.fsm.apply_entry
+
+    def apply_entry(e: Entry, *a: object, **kw: object) -> list[Result]:
+        applied_when[e.index] = storage.last_index()
+        return real_apply(e, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(d.fsm, "apply_entry", apply_entry)
+    big = "x" * (driver.OVERLAP_BYTES + 1)
+    d.start()
+    try:
+        d.step(follower_append(1, 1, "CREATE TABLE t(v)"))
+        wait_for("entry 2 stored", lambda: storage.last_index() == 2)
+        d.step(follower_append(2, 2, "INSERT INTO t VALUES(3)"))  # commits 2 (small)
+        wait_for("entry 2 applied", lambda: d.fsm.applied_index == 2)
+        d.step(follower_append(3, 3, f"INSERT INTO t VALUES('{big}')"))  # commits 3
+        wait_for("entry 4 stored", lambda: storage.last_index() == 4)
+        d.step(follower_append(4, 4, "INSERT INTO t VALUES(5)"))  # commits 4 (large)
+        wait_for("entry 4 applied", lambda: d.fsm.applied_index == 4)
+        wait_for("entry 5 stored", lambda: storage.last_index() == 5)
+    finally:
+        d.stop()
+        d.fsm.db.close()
+    assert applied_when[2] == 3  # after the save that carried its commit
+    assert not savers[3].startswith("save-")  # that save: on the delivering thread
+    assert applied_when[4] == 4  # a large entry: applied beside the next save,
+    assert savers[5].startswith("save-")  # which the saver's thread made
 
 
 def test_a_follower_acknowledges_a_saved_entry_while_it_still_applies_the_one_before(
