@@ -240,6 +240,8 @@ class Driver:
         self._held: dict[NodeId, Message] = {}
         """COMMIT messages held back, by peer (see _send)."""
         self._held_until = 0.0
+        self._held_at = -1.0
+        """When a COMMIT was last held (see _run)."""
         self._next_snapshot_check = 0.0
         self._conf_seen = ConfState()
         self._thread = threading.Thread(target=self._loop, name=f"raft-{node_id}", daemon=True)
@@ -535,10 +537,12 @@ class Driver:
                     self._retry_pending()
                 continue
             wake_at = self._next_tick
-            if self.status.role is Role.LEADER:
+            now = time.monotonic()
+            if now - self._held_at < 1.0:
                 # A COMMIT held by another thread's turn must not wait for a
-                # whole tick: look at least every COMMIT_DELAY_S.
-                wake_at = min(wake_at, time.monotonic() + COMMIT_DELAY_S)
+                # whole tick: while commits come, look every COMMIT_DELAY_S
+                # (not when idle: a leader's idle CPU went 0.4% -> 1.7%).
+                wake_at = min(wake_at, now + COMMIT_DELAY_S)
             timeout = max(0.0, wake_at - time.monotonic())
             try:
                 work: _Work | None = self._inbox.get(timeout=timeout)
@@ -885,8 +889,9 @@ class Driver:
         learn the last commit index within COMMIT_DELAY_S (hashicorp/raft,
         under rqlite, waits its CommitTimeout, 50 ms by default)."""
         if m.type is MsgType.COMMIT:
+            self._held_at = time.monotonic()
             if not self._held:
-                self._held_until = time.monotonic() + COMMIT_DELAY_S
+                self._held_until = self._held_at + COMMIT_DELAY_S
             self._held[m.to] = m
             return
         if m.type is MsgType.APPEND or m.type is MsgType.HEARTBEAT:
