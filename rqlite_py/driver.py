@@ -532,9 +532,8 @@ class Driver:
             self._next_tick = time.monotonic() + self.timing.tick_s
             self._next_snapshot_check = self._next_tick
         while self._running:
-            if self._pending is not None and not self._pending.handed:
-                with self._turn:
-                    self._retry_pending()
+            p = self._pending
+            if p is not None and not p.handed and self._retry_stalled():
                 continue
             wake_at = self._next_tick
             now = time.monotonic()
@@ -770,6 +769,19 @@ class Driver:
         self.status = self._snapshot_status()
         with self._applied_cv:
             self._applied_cv.notify_all()
+
+    def _retry_stalled(self) -> bool:
+        """Retry the Ready stalled on the disk, if one still is once the turn
+        is ours. Another thread's turn (deliver, _propose_here) sets _pending
+        while it runs: the loop's thread may see it set and find it done
+        when it has the turn (a follower of a 5-node benchmark stopped its
+        Raft loop on this)."""
+        with self._turn:
+            p = self._pending
+            if p is None or p.handed:
+                return False
+            self._retry_pending()
+            return True
 
     def _retry_pending(self) -> None:
         """Wait out the back-off, refusing what arrives, then try again."""

@@ -402,3 +402,18 @@ def test_the_transport_learns_a_new_configuration_before_its_messages_go_out(
     assert events[0] == "conf 10.0.0.3:4002"
     acknowledge(d, sent, d.core.log.last_index())
     fut.result(5)
+
+
+def test_the_loop_retries_only_a_ready_still_stalled_once_the_turn_is_its_own(
+    follower: tuple[Driver, FlakyLog, Sent],
+) -> None:
+    """The loop's thread looks at _pending without the turn, and another
+    thread's turn sets it while it runs: by the time the loop has the turn
+    that Ready may be done. Retrying it then asserted, and stopped a
+    follower's Raft loop in a 5-node benchmark."""
+    d, storage, sent = follower
+    assert d._pending is None
+    assert d._retry_stalled() is False  # what the loop does having seen it set
+    wait_idle(d)
+    d.deliver(follower_append(1, 1, "CREATE TABLE t(v)"))
+    assert d.fatal is None and d.fsm.applied_index == 1 and sent.acks(2)
