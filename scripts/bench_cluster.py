@@ -79,7 +79,7 @@ FILL_ROWS = 1000  # rows per request while growing the database
 FILL_BYTES = 1000  # bytes per row
 FILL_CONNS = 1  # wrk sends one more request per connection after it is told to stop
 SNAP_INTERVAL_S = 10.0  # the nodes' default -raft-snap-int
-SETTLE_DEADLINE_S = 300.0
+SETTLE_DEADLINE_S = 120.0
 SIDE_BY_SIDE_ROUNDS = 3
 
 
