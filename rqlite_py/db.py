@@ -49,6 +49,7 @@ _SHOWN_PRAGMAS = (
     "wal_autocheckpoint",
 )
 _PROGRESS_STEPS = 1000
+_WAL_FRAME_HEADER = 24
 """The progress handler runs every this many SQLite VM steps."""
 
 
@@ -77,12 +78,13 @@ def _open(
     if not readonly:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA wal_autocheckpoint=0")
-        # SQLite keeps a WAL file at its largest size and writes over it
-        # after a checkpoint; truncated when that restart happens, its size
-        # is what came after the last snapshot (-raft-snap-wal-size). Kept,
-        # it had asked for a snapshot, a copy of the whole database, at
-        # every check once it had grown past the limit once (issue 7).
-        conn.execute("PRAGMA journal_size_limit=0")
+        # SQLite keeps the WAL file at its largest size and writes over it
+        # after a checkpoint (journal_size_limit's default). Truncating it at
+        # each restart made every write after a snapshot allocate blocks
+        # again, and ext4 orders those before the next journal commit: the
+        # Raft log's fsyncs stalled 30-60 ms after each snapshot (issue 7).
+        # What came after the last checkpoint is counted by Database's WAL
+        # hook instead of read from the file's size.
         # The Raft log is the durable copy; this file is rebuilt from it.
         conn.execute("PRAGMA synchronous=OFF")
     conn.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
@@ -122,6 +124,13 @@ class Database:
         self._guard = authorizer.make(allow_external)
         """Clients' SQL may not reach outside the database (authorizer.py)."""
         self.writer = _open(path, readonly=False, foreign_keys=foreign_keys, guard=self._guard)
+        with authorizer.trusted():
+            page_size = self.writer.execute("PRAGMA page_size").get
+        self._frame_bytes = page_size + _WAL_FRAME_HEADER
+        self._wal_frames = self._file_wal_bytes() // self._frame_bytes
+        """Frames in the WAL after the last commit: SQLite restarts the WAL
+        from its first frame once a checkpoint has copied it all."""
+        self.writer.set_wal_hook(self._count_wal_frames)
         self._max_readers = max_readers or 1 << 30
         self._readers: queue.LifoQueue[apsw.Connection] = queue.LifoQueue()
         self._reader_slots = threading.BoundedSemaphore(self._max_readers)
@@ -162,7 +171,18 @@ class Database:
         finally:
             conn.close()
 
+    def _count_wal_frames(self, _conn: apsw.Connection, _name: str, frames: int) -> int:
+        # Setting a WAL hook replaces SQLite's autocheckpoint, which is off
+        # here anyway (wal_autocheckpoint=0).
+        self._wal_frames = frames
+        return apsw.SQLITE_OK
+
     def wal_bytes(self) -> int:
+        """What the WAL holds since the last checkpoint restarted it (the
+        file itself stays at its largest size)."""
+        return self._wal_frames * self._frame_bytes
+
+    def _file_wal_bytes(self) -> int:
         try:
             return os.path.getsize(self.path + "-wal")
         except OSError:
