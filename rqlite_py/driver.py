@@ -28,7 +28,6 @@ import logging
 import os
 import queue
 import random
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .command import Command
-from .disk import DiskError, environmental, guarded
+from .disk import DiskError, copy_paced, environmental, guarded
 from .fsm import StateMachine
 from .logstore import LogStore
 from .metrics import NodeMetrics
@@ -1009,7 +1008,7 @@ class Driver:
         def copy() -> None:
             tmp = snapshots.tmp_path(meta)
             try:
-                shutil.copyfile(self.fsm.db.path, tmp)
+                copy_paced(self.fsm.db.path, tmp)
                 snapshots.commit(meta, tmp)
                 outcome: Exception | None = None
             except OSError as e:

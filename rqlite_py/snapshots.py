@@ -15,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from .disk import fsync_dir
+from .disk import fsync_dir, remove_gradually
 from .raft.types import ConfState, Index, SnapshotMeta, Term
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,11 @@ class SnapshotStore:
     def __init__(self, directory: str) -> None:
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
-        for name in os.listdir(directory):  # leftovers of a crash mid-write
-            if name.endswith(".tmp"):
-                os.remove(os.path.join(directory, name))
+        names = set(os.listdir(directory))
+        for name in names:  # leftovers of a crash mid-write or mid-reap
+            described = name.endswith(".sqlite") and name[: -len(".sqlite")] + ".json" in names
+            if name.endswith(".tmp") or (name.endswith(".sqlite") and not described):
+                remove_gradually(os.path.join(directory, name))
 
     def _name(self, meta: SnapshotMeta) -> str:
         return os.path.join(self.dir, f"{meta.index:020d}-{meta.term:010d}")
@@ -105,9 +107,9 @@ class SnapshotStore:
     def discard(self, meta: SnapshotMeta) -> None:
         """Remove the snapshot for `meta` (description first, then data)."""
         base = self._name(meta)
-        for path in (base + ".json", base + ".sqlite"):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(base + ".json")
+        remove_gradually(base + ".sqlite")
 
     def list(self) -> list[SnapshotFile]:
         """Complete snapshots, newest first."""
@@ -142,9 +144,12 @@ class SnapshotStore:
         """Delete all but the newest `keep` snapshots; returns how many went."""
         gone = 0
         for snap in self.list()[keep:]:
-            for path in (snap.path, snap.path[: -len(".sqlite")] + ".json"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
+            # The description first: a sidecar never names a file that is
+            # half removed (a crash between leaves data without one, which
+            # the next start removes).
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(snap.path[: -len(".sqlite")] + ".json")
+            remove_gradually(snap.path)
             gone += 1
         if gone:
             fsync_dir(self.dir)

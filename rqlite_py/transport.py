@@ -29,7 +29,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 
-from . import snapshots, wire
+from . import disk, snapshots, wire
 from .raft.types import Message, NodeId
 from .tls import NodeTls
 
@@ -469,7 +469,7 @@ class Transport:
         return {"ok": True}
 
     def _receive_snapshot_file(self, sock: socket.socket, fd: int, size: int, zlib_: bool) -> int:
-        received = 0
+        received = synced = 0
         z = zlib.decompressobj() if zlib_ else None
         with os.fdopen(fd, "wb") as f:
             while received < size:
@@ -483,6 +483,10 @@ class Transport:
                     raise wire.WireError(f"bad compressed snapshot: {e}") from e
                 f.write(data)
                 received += len(data)
+                if received - synced >= disk.PACE_BYTES:  # as disk.copy_paced, and why
+                    f.flush()
+                    os.fdatasync(f.fileno())
+                    synced = received
             f.flush()
             os.fsync(f.fileno())
         return received

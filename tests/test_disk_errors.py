@@ -1097,14 +1097,14 @@ def test_a_snapshot_that_runs_out_of_space_is_abandoned_cleanly(
         for i in range(5):
             d.propose(cmd(f"INSERT INTO t VALUES({i})")).result(5)
         log_first = storage.first_index()
-        real_copy = shutil.copyfile
+        real_copy = driver.copy_paced
 
-        def copy_until_full(src: str, dst: str) -> str:
+        def copy_until_full(src: str, dst: str) -> None:
             with open(dst, "wb") as f:
                 f.write(b"half a snapshot")
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(driver.shutil, "copyfile", copy_until_full)
+        monkeypatch.setattr(driver, "copy_paced", copy_until_full)
         with pytest.raises(DiskError, match="full"):
             d.snapshot().result(5)
         base = os.path.basename(snaps.list()[0].path)[: -len(".sqlite")]
@@ -1113,7 +1113,7 @@ def test_a_snapshot_that_runs_out_of_space_is_abandoned_cleanly(
         assert storage.snapshot_meta().index == first
         assert storage.first_index() == log_first  # not compacted
         snaps.verify(snaps.list()[0])
-        monkeypatch.setattr(driver.shutil, "copyfile", real_copy)
+        monkeypatch.setattr(driver, "copy_paced", real_copy)
         # Copied, but raft.db cannot record it: its files go, the old one stays.
         real_set = storage.set_snapshot
 
