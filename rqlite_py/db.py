@@ -152,7 +152,10 @@ class Database:
             raise disk from e  # the main file could not grow: try again later
         finally:
             self.writer.set_busy_timeout(BUSY_TIMEOUT_MS)
-        return busy == 0 and frames == done
+        if busy == 0 and frames == done:
+            self._wal_frames = 0  # all copied: the next commit restarts the WAL
+            return True
+        return False
 
     def checkpoint_passive(self) -> None:
         """Copy what the WAL holds into the main file without pausing the

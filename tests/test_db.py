@@ -211,6 +211,7 @@ def test_wal_bytes_count_what_came_after_the_last_checkpoint(database: Database)
     assert database.wal_bytes() > 4_000_000
     assert abs(database.wal_bytes() - os.path.getsize(database.path + "-wal")) < 64 << 10
     assert database.checkpoint(100)
+    assert database.wal_bytes() == 0  # before any commit restarts it
     execute(database, "INSERT INTO t VALUES(1)")
     assert 0 < database.wal_bytes() < 64 << 10
     assert os.path.getsize(database.path + "-wal") > 4_000_000
