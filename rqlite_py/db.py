@@ -49,8 +49,9 @@ _SHOWN_PRAGMAS = (
     "wal_autocheckpoint",
 )
 _PROGRESS_STEPS = 1000
-_WAL_FRAME_HEADER = 24
 """The progress handler runs every this many SQLite VM steps."""
+_WAL_FRAME_HEADER = 24
+"""Bytes before each page in a WAL frame (SQLite's file format)."""
 
 
 class DatabaseError(Exception):

@@ -50,8 +50,8 @@ class SnapshotStore:
         os.makedirs(directory, exist_ok=True)
         names = set(os.listdir(directory))
         for name in names:  # leftovers of a crash mid-write or mid-reap
-            described = name.endswith(".sqlite") and name[: -len(".sqlite")] + ".json" in names
-            if name.endswith(".tmp") or (name.endswith(".sqlite") and not described):
+            orphan = name.endswith(".sqlite") and name[: -len(".sqlite")] + ".json" not in names
+            if name.endswith(".tmp") or orphan:
                 remove_gradually(os.path.join(directory, name))
 
     def _name(self, meta: SnapshotMeta) -> str:

@@ -60,7 +60,7 @@ def _meta(index: int) -> SnapshotMeta:
     return SnapshotMeta(Index(index), Term(1), ConfState.of([NodeId("n1")], []))
 
 
-def _snapshot(store: SnapshotStore, index: int, tmp_path: Path) -> None:
+def _snapshot(store: SnapshotStore, index: int) -> None:
     tmp = store.tmp_path(_meta(index))
     Path(tmp).write_bytes(b"db %d" % index)
     store.commit(_meta(index), tmp)
@@ -71,7 +71,7 @@ def test_reaping_removes_the_description_before_the_data(
 ) -> None:
     store = SnapshotStore(str(tmp_path / "snaps"))
     for i in (1, 2, 3):
-        _snapshot(store, i, tmp_path)
+        _snapshot(store, i)
     order: list[str] = []
     real_remove = os.remove
     monkeypatch.setattr(os, "remove", lambda p: (order.append(p), real_remove(p)))
@@ -84,8 +84,8 @@ def test_a_restarted_store_removes_data_left_without_its_description(tmp_path: P
     """A crash between writing a snapshot's data and its description, or
     between removing the one and the other, leaves data nothing names."""
     store = SnapshotStore(str(tmp_path / "snaps"))
-    _snapshot(store, 1, tmp_path)
-    _snapshot(store, 2, tmp_path)
+    _snapshot(store, 1)
+    _snapshot(store, 2)
     os.remove(store.list()[0].path[: -len(".sqlite")] + ".json")  # snapshot 2's
     Path(store.tmp_path(_meta(3))).write_bytes(b"half")
     again = SnapshotStore(store.dir)
